@@ -1,0 +1,61 @@
+import type { CredentialsType, DeviceCredentials, ProvisionAnswer } from '../protocol/types';
+import type { TransportName, TransportTarget } from '../transports/types';
+
+/** How the device's credentials are chosen: by the server, or by the device (us). */
+export type CredentialsMode = 'server' | CredentialsType;
+
+/** One request to provision one device, as the node hands it over. */
+export interface ProvisionJob {
+  transport: TransportName;
+  target: TransportTarget;
+  provisionDeviceKey: string;
+  provisionDeviceSecret: string;
+  /** Raw value from the flow; validated by the provisioner. */
+  deviceName: unknown;
+  credentialsMode: CredentialsMode;
+  /** msg.credentials as the flow gave it; validated by the provisioner. */
+  credentials?: unknown;
+  gateway?: boolean;
+  /** Milliseconds allowed for one attempt. */
+  timeoutMs: number;
+  /** Further attempts after a transient failure. */
+  retries: number;
+  /** Keep the result in the store and answer from it. */
+  persist: boolean;
+  /** Skip the stored entry and ask the server again. */
+  reprovision?: boolean;
+  /** Aborts the job (node closing). */
+  signal?: AbortSignal;
+}
+
+/** Material the node generated and ThingsBoard never returns: kept with the answer. */
+export interface GeneratedMaterial {
+  /** PEM of the self-signed certificate we made. */
+  certificate?: string;
+  /** PEM (PKCS#8) of its private key. */
+  privateKey?: string;
+}
+
+export interface ProvisionResult {
+  deviceName: string;
+  answer: ProvisionAnswer;
+  generated?: GeneratedMaterial;
+  /** True when answered from the store. */
+  cached: boolean;
+  /** ISO-8601 time of the server's answer. */
+  provisionedAt: string;
+  /** True when the answer was recovered by checking device-chosen credentials after a lost answer. */
+  recovered?: boolean;
+}
+
+/** What the store keeps per device. */
+export interface StoredEntry {
+  host: string;
+  provisionDeviceKey: string;
+  deviceName: string;
+  answer: ProvisionAnswer;
+  generated?: GeneratedMaterial;
+  provisionedAt: string;
+}
+
+export type { DeviceCredentials };

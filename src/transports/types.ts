@@ -1,0 +1,40 @@
+import type { ProvisionAnswer, ProvisionRequest } from '../protocol/types';
+
+export type TransportName = 'mqtt' | 'http' | 'coap';
+
+/** TLS material as a core tls-config node supplies it. */
+export interface TlsOptions {
+  ca?: string | Buffer;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  passphrase?: string;
+  /** Verify the server certificate. Defaults to true. */
+  rejectUnauthorized?: boolean;
+  servername?: string;
+  alpnProtocol?: string;
+}
+
+export interface TransportTarget {
+  host: string;
+  port: number;
+  /** Present: MQTT over TLS / HTTPS. Not supported for CoAP. */
+  tls?: TlsOptions;
+}
+
+export interface TransportOptions {
+  /** Aborting ends the exchange at once and rejects with an AbortError-classified ProvisionError. */
+  signal?: AbortSignal;
+  /** Absolute time (Date.now() scale) after which the attempt fails with TIMEOUT. */
+  deadline: number;
+}
+
+/**
+ * One provisioning exchange over one transport. Resolves with a SUCCESS answer; rejects with a
+ * ProvisionError for everything else (server NOT_FOUND/FAILURE, timeouts, connection and protocol
+ * errors). No retries here; every socket, timer and agent is released before it settles.
+ */
+export type Transport = (
+  target: TransportTarget,
+  request: ProvisionRequest,
+  options: TransportOptions,
+) => Promise<ProvisionAnswer>;
