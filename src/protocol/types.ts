@@ -61,7 +61,11 @@ export interface MqttBasicCredentialsValue {
 
 export type ProvisionAnswer =
   | { status: 'SUCCESS'; credentialsType: 'ACCESS_TOKEN'; credentialsValue: string }
-  | { status: 'SUCCESS'; credentialsType: 'MQTT_BASIC'; credentialsValue: MqttBasicCredentialsValue }
+  | {
+      status: 'SUCCESS';
+      credentialsType: 'MQTT_BASIC';
+      credentialsValue: MqttBasicCredentialsValue;
+    }
   | { status: 'SUCCESS'; credentialsType: 'X509_CERTIFICATE'; credentialsValue: string };
 
 export type ProvisionSuccess = ProvisionAnswer;

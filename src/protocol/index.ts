@@ -1,0 +1,6 @@
+/** The pure protocol core: vocabulary, errors, request building and answer classification. */
+
+export * from './types';
+export * from './errors';
+export * from './request';
+export * from './answer';
