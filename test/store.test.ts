@@ -1,0 +1,353 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  MAX_SEGMENTS,
+  STORE_FORMAT,
+  defaultStorePath,
+  openCredentialStore,
+  type CredentialStore,
+} from '../src/provisioner/store';
+import type { StoredEntry } from '../src/provisioner/types';
+
+const STORE_MODULE = path.resolve(__dirname, '../src/provisioner/store.ts');
+
+function entry(name: string, token = `token-of-${name}`, host = 'tb.example.com'): StoredEntry {
+  return {
+    host,
+    provisionDeviceKey: 'profile-key',
+    deviceName: name,
+    answer: { status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN', credentialsValue: token },
+    provisionedAt: '2024-05-01T12:00:00.000Z',
+  };
+}
+
+/** Every entry found in complete files on disk right now, later segments winning. */
+function durableEntries(file: string): Map<string, StoredEntry> {
+  const dir = path.dirname(file);
+  const base = path.basename(file);
+  const found = new Map<string, StoredEntry>();
+  if (!fs.existsSync(dir)) return found;
+  const names = fs.readdirSync(dir);
+  const segments = names
+    .map((n) => /\.segment-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null && m.input.startsWith(`${base}.segment-`))
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+  const files = [
+    ...(names.includes(base) ? [base] : []),
+    ...segments.map((s) => `${base}.segment-${s}`),
+  ];
+  for (const name of files) {
+    const parsed = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')) as {
+      entries: StoredEntry[];
+    };
+    for (const e of parsed.entries) found.set(e.deviceName, e);
+  }
+  return found;
+}
+
+describe('credential store', () => {
+  let root: string;
+  let file: string;
+  const opened: CredentialStore[] = [];
+
+  function open(onWarning?: (m: string) => void, at = file): CredentialStore {
+    const store = openCredentialStore(at, { onWarning });
+    opened.push(store);
+    return store;
+  }
+
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-store-test-'));
+    file = defaultStorePath(root);
+  });
+
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.release().catch(() => undefined)));
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('lives at <userDir>/thingsboard-provision/credentials.json', () => {
+    assert.equal(
+      defaultStorePath('/home/nr/.node-red'),
+      path.join('/home/nr/.node-red', 'thingsboard-provision', 'credentials.json'),
+    );
+  });
+
+  it('starts empty when no file exists, and creates nothing just by opening', async () => {
+    const store = open();
+    await store.ready();
+    assert.equal(store.get('tb.example.com', 'profile-key', 'a'), undefined);
+    assert.equal(fs.existsSync(path.dirname(file)), false);
+  });
+
+  it('refuses get() before the files are loaded', () => {
+    const store = open();
+    assert.throws(() => store.get('h', 'k', 'd'), /ready/);
+  });
+
+  it('resolves put() only once the entry is in a complete file on disk, mode 0600, folder 0700', async () => {
+    const store = open();
+    await store.ready();
+    await store.put(entry('dev-1'));
+    // Checked synchronously at resolve time: no later write may be what made it durable.
+    const onDisk = durableEntries(file);
+    assert.deepEqual(onDisk.get('dev-1'), entry('dev-1'));
+    assert.equal(fs.statSync(path.dirname(file)).mode & 0o777, 0o700);
+    for (const name of fs.readdirSync(path.dirname(file))) {
+      assert.equal(fs.statSync(path.join(path.dirname(file), name)).mode & 0o777, 0o600, name);
+      assert.doesNotMatch(name, /\.tmp-/);
+    }
+  });
+
+  it('keeps entries across a reopen, and the last release leaves one complete file', async () => {
+    const first = open();
+    await first.ready();
+    await Promise.all([first.put(entry('a')), first.put(entry('b'))]);
+    await first.put(entry('a', 'replaced'));
+    await first.release();
+    assert.deepEqual(fs.readdirSync(path.dirname(file)), ['credentials.json']);
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    assert.equal(parsed.format, STORE_FORMAT);
+    assert.equal(parsed.version, 1);
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+
+    const second = open();
+    await second.ready();
+    assert.equal(
+      second.get('tb.example.com', 'profile-key', 'a')?.answer.credentialsValue,
+      'replaced',
+    );
+    assert.ok(second.get('tb.example.com', 'profile-key', 'b'));
+  });
+
+  it('keys entries by host (any case), profile key and device name', async () => {
+    const store = open();
+    await store.ready();
+    await store.put(entry('dev', 't1', 'TB.Example.com'));
+    assert.ok(store.get('tb.example.com', 'profile-key', 'dev'));
+    assert.equal(store.get('other.example.com', 'profile-key', 'dev'), undefined);
+    assert.equal(store.get('tb.example.com', 'other-key', 'dev'), undefined);
+    assert.equal(store.get('tb.example.com', 'profile-key', 'Dev'), undefined);
+  });
+
+  it('gives every opener of one file the same entries; releasing one keeps the other working', async () => {
+    const a = open();
+    const b = open(undefined, `${path.dirname(file)}/./credentials.json`);
+    await Promise.all([a.ready(), b.ready()]);
+    await Promise.all([a.put(entry('from-a')), b.put(entry('from-b'))]);
+    assert.ok(a.get('tb.example.com', 'profile-key', 'from-b'));
+    assert.ok(b.get('tb.example.com', 'profile-key', 'from-a'));
+    await a.release();
+    await a.release();
+    await b.put(entry('after'));
+    await b.release();
+    const reopened = open();
+    await reopened.ready();
+    for (const name of ['from-a', 'from-b', 'after']) {
+      assert.ok(reopened.get('tb.example.com', 'profile-key', name), name);
+    }
+    await assert.rejects(a.put(entry('late')), /released/);
+  });
+
+  it('batches puts that arrive during a write into one group commit', async () => {
+    const store = open();
+    await store.ready();
+    await Promise.all(Array.from({ length: 50 }, (_, i) => store.put(entry(`dev-${i}`))));
+    const { segmentWrites, entries } = store.stats();
+    assert.equal(entries, 50);
+    assert.ok(segmentWrites <= 3, `50 concurrent puts took ${segmentWrites} writes`);
+    assert.equal(durableEntries(file).size, 50);
+  });
+
+  it('folds segments into the snapshot before they pile up, and loads the result', async () => {
+    const store = open();
+    await store.ready();
+    for (let i = 0; i < MAX_SEGMENTS + 10; i++) await store.put(entry(`dev-${i}`));
+    const stats = store.stats();
+    assert.ok(stats.compactions >= 1);
+    assert.ok(stats.segments < MAX_SEGMENTS, `${stats.segments} segments left`);
+    assert.ok(fs.readdirSync(path.dirname(file)).length <= MAX_SEGMENTS);
+    assert.equal(durableEntries(file).size, MAX_SEGMENTS + 10);
+    await store.release();
+    const again = open();
+    await again.ready();
+    assert.equal(again.stats().entries, MAX_SEGMENTS + 10);
+  });
+
+  it('ignores and removes segments already folded into the snapshot; later files win', async () => {
+    const dir = path.dirname(file);
+    fs.mkdirSync(dir, { recursive: true });
+    const write = (name: string, kind: string, sequence: number, entries: StoredEntry[]): void =>
+      fs.writeFileSync(
+        path.join(dir, name),
+        JSON.stringify({ format: STORE_FORMAT, version: 1, kind, sequence, entries }),
+      );
+    write('credentials.json', 'snapshot', 5, [entry('x', 'newer')]);
+    write('credentials.json.segment-3', 'segment', 3, [entry('x', 'older')]);
+    write('credentials.json.segment-6', 'segment', 6, [entry('y', 'y1')]);
+    write('credentials.json.segment-7', 'segment', 7, [entry('y', 'y2')]);
+    fs.writeFileSync(path.join(dir, 'credentials.json.tmp-1-1'), '{"torn');
+    const warnings: string[] = [];
+    const store = open((m) => warnings.push(m));
+    await store.ready();
+    assert.equal(store.get('tb.example.com', 'profile-key', 'x')?.answer.credentialsValue, 'newer');
+    assert.equal(store.get('tb.example.com', 'profile-key', 'y')?.answer.credentialsValue, 'y2');
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(fs.readdirSync(dir).sort(), [
+      'credentials.json',
+      'credentials.json.segment-6',
+      'credentials.json.segment-7',
+    ]);
+    await store.put(entry('z'));
+    assert.ok(fs.existsSync(path.join(dir, 'credentials.json.segment-8')));
+  });
+
+  for (const [label, content, problem] of [
+    ['not JSON', '{"format": "thingsboard-provision-cred', /not valid JSON/],
+    ['a JSON array', '[1,2,3]', /not a credentials file/],
+    [
+      'an entry of the wrong shape',
+      JSON.stringify({
+        format: STORE_FORMAT,
+        version: 1,
+        kind: 'snapshot',
+        sequence: 0,
+        entries: [{ host: 'h', deviceName: 'd' }],
+      }),
+      /entry 0 has the wrong shape/,
+    ],
+    [
+      'a newer format version',
+      JSON.stringify({
+        format: STORE_FORMAT,
+        version: 2,
+        kind: 'snapshot',
+        sequence: 0,
+        entries: [],
+      }),
+      /newer version/,
+    ],
+  ] as const) {
+    it(`moves a damaged file (${label}) aside, reports where, and starts empty`, async () => {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, content);
+      const warnings: string[] = [];
+      const store = open((m) => warnings.push(m));
+      await store.ready();
+      assert.equal(store.stats().entries, 0);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0], problem);
+      const aside = fs
+        .readdirSync(path.dirname(file))
+        .filter((n) => n.startsWith('credentials.json.damaged-'));
+      assert.equal(aside.length, 1);
+      assert.match(aside[0], /^credentials\.json\.damaged-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z$/);
+      const asidePath = path.join(path.dirname(file), aside[0]);
+      assert.ok(warnings[0].includes(asidePath), warnings[0]);
+      assert.equal(fs.readFileSync(asidePath, 'utf8'), content);
+      await store.put(entry('fresh'));
+      await store.release();
+      assert.equal(fs.readFileSync(asidePath, 'utf8'), content, 'never overwritten');
+      assert.ok(durableEntries(file).has('fresh'));
+    });
+  }
+
+  it('moves a damaged segment aside and still loads the others', async () => {
+    const dir = path.dirname(file);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(
+      path.join(dir, 'credentials.json.segment-1'),
+      JSON.stringify({
+        format: STORE_FORMAT,
+        version: 1,
+        kind: 'segment',
+        sequence: 1,
+        entries: [entry('a')],
+      }),
+    );
+    fs.writeFileSync(path.join(dir, 'credentials.json.segment-2'), 'garbage');
+    const warnings: string[] = [];
+    const store = open((m) => warnings.push(m));
+    await store.ready();
+    assert.ok(store.get('tb.example.com', 'profile-key', 'a'));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /segment-2 is damaged/);
+  });
+
+  it('rejects put() when the file cannot be written, keeps the entry in memory, and writes it with the next commit', async () => {
+    fs.writeFileSync(path.join(root, 'blocker'), 'a file, not a folder');
+    const blocked = path.join(root, 'blocker', 'thingsboard-provision', 'credentials.json');
+    const store = open(undefined, blocked);
+    await store.ready();
+    await assert.rejects(store.put(entry('lost')), { code: 'ENOTDIR' });
+    assert.ok(store.get('tb.example.com', 'profile-key', 'lost'));
+    fs.rmSync(path.join(root, 'blocker'));
+    await store.put(entry('next'));
+    const onDisk = durableEntries(blocked);
+    assert.ok(onDisk.has('lost') && onDisk.has('next'));
+  });
+
+  it('rejects entries of the wrong shape without writing anything', async () => {
+    const store = open();
+    await store.ready();
+    const bad = { ...entry('bad'), answer: { status: 'SUCCESS', credentialsType: 'NOPE' } };
+    await assert.rejects(store.put(bad as unknown as StoredEntry), TypeError);
+    assert.equal(fs.existsSync(path.dirname(file)), false);
+  });
+
+  it('never leaves a torn file when the process is killed mid-write', async function () {
+    this.timeout(30_000);
+    for (let round = 0; round < 4; round++) {
+      const acknowledged = await runAndKill(file, round * 1_000_000, 30 + round * 50);
+      assert.ok(acknowledged.length > 0, 'the child acknowledged some puts');
+      const warnings: string[] = [];
+      const store = openCredentialStore(file, { onWarning: (m) => warnings.push(m) });
+      await store.ready();
+      for (const n of acknowledged) {
+        assert.ok(store.get('tb.example.com', 'profile-key', `dev-${n}`), `dev-${n} was lost`);
+      }
+      assert.deepEqual(warnings, []);
+      await store.release();
+    }
+  });
+});
+
+/** Runs a child that puts entries as fast as it can, kills it, returns what it acknowledged. */
+function runAndKill(file: string, start: number, killAfterMs: number): Promise<number[]> {
+  const script = `
+    const { openCredentialStore } = require(${JSON.stringify(STORE_MODULE)});
+    const store = openCredentialStore(${JSON.stringify(file)});
+    let next = ${start};
+    const entry = (n) => ({ host: 'tb.example.com', provisionDeviceKey: 'profile-key',
+      deviceName: 'dev-' + n, provisionedAt: new Date().toISOString(),
+      answer: { status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN', credentialsValue: 't' + n + 'x'.repeat(4000) } });
+    async function worker() {
+      for (;;) { const n = next++; await store.put(entry(n)); process.stdout.write(n + '\\n'); }
+    }
+    for (let i = 0; i < 8; i++) worker();
+  `;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', script], {
+      cwd: path.resolve(__dirname, '..'),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    let timer: NodeJS.Timeout | undefined;
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      output += chunk;
+      timer ??= setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+    });
+    child.on('error', reject);
+    child.on('exit', () => {
+      if (timer) clearTimeout(timer);
+      const lines = output.split('\n');
+      lines.pop(); // a partial last line was not fully acknowledged
+      resolve(lines.map(Number));
+    });
+  });
+}
