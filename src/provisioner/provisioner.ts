@@ -3,6 +3,7 @@
  * flight per device, the concurrency queue, retries with backoff, lost-answer recovery and the
  * durable store write. No Node-RED and no sockets here: transports do the talking.
  */
+import { setMaxListeners } from 'node:events';
 import { ProvisionError } from '../protocol/errors';
 import {
   buildRequest,
@@ -271,6 +272,8 @@ export class Provisioner {
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.random = options.random ?? Math.random;
     this.sleep = options.sleep ?? realSleep;
+    // Every queued and running job listens on this one signal; thousands at once are expected.
+    setMaxListeners(0, this.closing.signal);
   }
 
   get inFlight(): number {

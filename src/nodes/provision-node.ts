@@ -1,0 +1,232 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { ProvisionError } from '../protocol/errors';
+import {
+  CredentialsNotSavedError,
+  Provisioner,
+  defaultStorePath,
+  isCancelledError,
+  openCredentialStore,
+} from '../provisioner';
+import type { CredentialStore } from '../provisioner';
+import type { CredentialsMode, ProvisionResult } from '../provisioner/types';
+import { closeHttpAgents } from '../transports';
+import type { TransportName } from '../transports/types';
+import type { ProvisionConfigNode } from './config-node';
+import { outputFields } from './message';
+import { StatusReporter } from './status';
+
+export const PROVISION_TYPE = 'thingsboard-provision';
+
+interface ProvisionDef extends NodeDef {
+  config?: string;
+  transport?: string;
+  deviceName?: string;
+  deviceNameType?: string;
+  credentialsType?: string;
+  gateway?: boolean;
+  timeout?: string | number;
+  retries?: string | number;
+  concurrency?: string | number;
+  persist?: boolean;
+  mqttConnect?: boolean;
+}
+
+type ProvisionMessage = NodeMessageInFlow & {
+  credentials?: unknown;
+  reprovision?: unknown;
+  gateway?: unknown;
+  [key: string]: unknown;
+};
+
+const TRANSPORTS: readonly TransportName[] = ['mqtt', 'http', 'coap'];
+const MODES: readonly CredentialsMode[] = ['server', 'ACCESS_TOKEN', 'MQTT_BASIC', 'X509_CERTIFICATE'];
+
+/** Provision nodes alive in this process; the shared HTTP agents close with the last one. */
+let liveNodes = 0;
+
+function numberSetting(value: unknown, fallback: number, min: number): number {
+  const n = Number(value);
+  return value === undefined || value === '' || !Number.isFinite(n) ? fallback : Math.max(min, n);
+}
+
+function evaluateProperty(
+  RED: NodeAPI,
+  node: Node,
+  value: string,
+  type: string,
+  msg: ProvisionMessage,
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    RED.util.evaluateNodeProperty(value, type, node, msg, (err: Error | null, result: unknown) =>
+      err ? reject(err) : resolve(result),
+    );
+  });
+}
+
+export function registerProvisionNode(RED: NodeAPI): void {
+  const t = (key: string, params?: Record<string, string | number>): string =>
+    RED._(`thingsboard-provision.${key}`, params);
+
+  function ThingsboardProvision(this: Node, def: ProvisionDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    liveNodes++;
+
+    const server = def.config
+      ? (RED.nodes.getNode(def.config) as ProvisionConfigNode | null)
+      : null;
+    const transport = TRANSPORTS.includes(def.transport as TransportName)
+      ? (def.transport as TransportName)
+      : 'mqtt';
+    const credentialsMode = MODES.includes(def.credentialsType as CredentialsMode)
+      ? (def.credentialsType as CredentialsMode)
+      : 'server';
+    const timeoutMs = numberSetting(def.timeout, 10, 0.1) * 1000;
+    const retries = Math.floor(numberSetting(def.retries, 2, 0));
+    const concurrency = Math.floor(numberSetting(def.concurrency, 8, 1));
+    const persist = def.persist !== false;
+    const mqttConnect = def.mqttConnect === true;
+
+    const status = new StatusReporter(
+      (s) => node.status(s),
+      (activity) => ({ fill: 'blue', shape: 'ring', text: t('status.provisioning', { ...activity }) }),
+    );
+
+    let store: CredentialStore | undefined;
+    if (persist) {
+      const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+      store = openCredentialStore(defaultStorePath(userDir), {
+        onWarning: (warning) => node.warn(warning),
+      });
+    }
+    const provisioner = new Provisioner({
+      concurrency,
+      store,
+      onActivity: (activity) => status.setActivity(activity),
+    });
+
+    const serverInfo = () => ({
+      host: server?.host ?? '',
+      mqttPort: server?.ports.mqtt ?? 1883,
+      usetls: server?.usetls ?? false,
+    });
+
+    if (!server) {
+      node.status({ fill: 'red', shape: 'ring', text: t('status.noConfig') });
+    }
+
+    /** Provisions for one message; `seen` keeps the device name for the failure report. */
+    async function provision(
+      msg: ProvisionMessage,
+      seen: { deviceName?: unknown },
+    ): Promise<ProvisionResult> {
+      if (!server) throw new ProvisionError('INVALID_INPUT', t('errors.noConfig'));
+      let deviceName: unknown;
+      try {
+        deviceName = seen.deviceName = await evaluateProperty(
+          RED,
+          node,
+          def.deviceName ?? 'deviceName',
+          def.deviceNameType ?? 'msg',
+          msg,
+        );
+      } catch (err) {
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          t('errors.deviceName', { error: (err as Error).message }),
+        );
+      }
+      if (msg.gateway !== undefined && typeof msg.gateway !== 'boolean') {
+        throw new ProvisionError('INVALID_INPUT', t('errors.badOverride'));
+      }
+      const keys = server.credentials ?? {};
+      if (!keys.provisionDeviceKey || !keys.provisionDeviceSecret) {
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          t('errors.noKeys', { server: server.name || server.host }),
+        );
+      }
+      return provisioner.provision({
+        transport,
+        target: server.target(transport),
+        provisionDeviceKey: keys.provisionDeviceKey,
+        provisionDeviceSecret: keys.provisionDeviceSecret,
+        deviceName,
+        credentialsMode,
+        credentials: msg.credentials,
+        gateway: typeof msg.gateway === 'boolean' ? msg.gateway : def.gateway === true,
+        timeoutMs,
+        retries,
+        persist,
+        reprovision: msg.reprovision === true,
+      });
+    }
+
+    node.on('input', (msg, send, done) => {
+      const message = msg as ProvisionMessage;
+      const seen: { deviceName?: unknown } = {};
+      provision(message, seen).then(
+        (result) => {
+          Object.assign(
+            message,
+outputFields(result, serverInfo(), transport, mqttConnect),
+          );
+          status.setResult({
+            fill: result.cached ? 'yellow' : 'green',
+            shape: 'dot',
+            text: t(result.cached ? 'status.cached' : 'status.provisioned', {
+              device: result.deviceName,
+            }),
+          });
+          send(message);
+          done();
+        },
+        (err: unknown) => {
+          const failure =
+            err instanceof ProvisionError
+              ? err
+              : new ProvisionError('PROTOCOL_ERROR', String((err as Error)?.message ?? err));
+          const deviceName =
+            typeof seen.deviceName === 'string' ? seen.deviceName.trim() : undefined;
+          message.payload = { status: failure.status, errorMsg: failure.message, deviceName };
+          if (err instanceof CredentialsNotSavedError) {
+            // The server will not issue these again: hand them to the Catch node, not to oblivion.
+            const saved = outputFields(err.result, serverInfo(), transport, false);
+            message.payload = { ...saved.payload, ...(message.payload as object), deviceName };
+          }
+          const detail = isCancelledError(err) ? t('errors.closing') : failure.message;
+          status.setResult({
+            fill: 'red',
+            shape: 'ring',
+            text: t('status.failed', { status: failure.status }),
+          });
+          const report = new Error(
+            t('errors.failed', {
+              device: deviceName ?? '?',
+              status: failure.status,
+              detail,
+            }),
+          );
+          done(report);
+        },
+      );
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      status.close();
+      provisioner
+        .close()
+        .catch(() => undefined)
+        .then(() => store?.release())
+        .catch(() => undefined)
+        .then(() => {
+          if (--liveNodes === 0) closeHttpAgents();
+          done();
+        });
+    });
+  }
+
+  RED.nodes.registerType(PROVISION_TYPE, ThingsboardProvision);
+}

@@ -1,0 +1,73 @@
+/** A node status as Node-RED takes it. */
+export interface NodeStatus {
+  fill?: 'red' | 'green' | 'yellow' | 'blue' | 'grey';
+  shape?: 'ring' | 'dot';
+  text?: string;
+}
+
+export interface Activity {
+  inFlight: number;
+  queued: number;
+}
+
+/**
+ * Coalesces status updates: at most one every `intervalMs`, always ending on the latest state, so a
+ * burst of thousands of messages costs the editor a handful of events instead of three per message.
+ */
+export class StatusReporter {
+  private activity: Activity = { inFlight: 0, queued: 0 };
+  private lastResult: NodeStatus = {};
+  private shown?: NodeStatus;
+  private timer?: NodeJS.Timeout;
+  private lastShownAt = 0;
+
+  constructor(
+    private readonly show: (status: NodeStatus) => void,
+    private readonly busyStatus: (activity: Activity) => NodeStatus,
+    private readonly intervalMs = 100,
+  ) {}
+
+  setActivity(activity: Activity): void {
+    this.activity = activity;
+    this.schedule();
+  }
+
+  setResult(status: NodeStatus): void {
+    this.lastResult = status;
+    this.schedule();
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private current(): NodeStatus {
+    const busy = this.activity.inFlight + this.activity.queued > 0;
+    return busy ? this.busyStatus(this.activity) : this.lastResult;
+  }
+
+  private schedule(): void {
+    if (this.timer) return;
+    const wait = this.lastShownAt + this.intervalMs - Date.now();
+    if (wait <= 0) {
+      this.flush();
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flush();
+    }, wait);
+  }
+
+  private flush(): void {
+    const next = this.current();
+    this.lastShownAt = Date.now();
+    const shown = this.shown;
+    if (shown && shown.fill === next.fill && shown.shape === next.shape && shown.text === next.text) {
+      return;
+    }
+    this.shown = next;
+    this.show(next);
+  }
+}

@@ -1,0 +1,49 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import helper from 'node-red-node-test-helper';
+
+/**
+ * The Node-RED runtime under test: Node-RED 4.x from devDependencies, or the 5.x install that
+ * scripts/node-red-5.js points at through TB_TEST_NODE_RED.
+ */
+const runtimeDir = process.env.TB_TEST_NODE_RED;
+helper.init(require.resolve(runtimeDir ? path.join(runtimeDir, 'lib', 'red.js') : 'node-red'));
+
+export { helper };
+
+const root = path.resolve(__dirname, '..', '..');
+const builtModule = path.join(root, 'nodes', 'nodes', 'thingsboard-provision.js');
+const catalog = JSON.parse(
+  fs.readFileSync(path.join(root, 'locales', 'en-US', 'thingsboard-provision.json'), 'utf8'),
+) as Record<string, unknown>;
+
+/** The en-US text for a catalog key, with Node-RED's __name__ placeholders filled in. */
+export function translate(key: string, params: Record<string, unknown> = {}): string {
+  let value: unknown = catalog;
+  for (const part of key.split('.')) {
+    value = (value as Record<string, unknown> | undefined)?.[part];
+  }
+  if (typeof value !== 'string') return key;
+  return value.replace(/__(\w+)__/g, (whole, name: string) =>
+    name in params ? String(params[name]) : whole,
+  );
+}
+
+type NodeModule = (RED: Record<string, unknown>) => void;
+
+/**
+ * The package's node module as it ships (built into nodes/). The test helper's RED._ returns bare
+ * keys, so messages are translated here from the shipped en-US catalog to test what users read.
+ */
+export const provisionModule: NodeModule = (RED) => {
+  RED._ = translate;
+  (require(builtModule) as NodeModule)(RED);
+};
+
+/** The core mqtt nodes, for chaining tests. */
+export function coreNodeModule(relative: string): NodeModule {
+  const base = runtimeDir
+    ? path.join(runtimeDir, '..', '@node-red', 'nodes')
+    : path.dirname(require.resolve('@node-red/nodes/package.json'));
+  return require(path.join(base, relative)) as NodeModule;
+}
