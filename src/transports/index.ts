@@ -1,0 +1,40 @@
+/**
+ * The three provisioning transports behind one signature. Each implementation, and the mqtt and
+ * coap packages under it, is loaded on first use.
+ */
+
+import { unknownTransport } from './device-api';
+import { coapModule, httpModule, loadedHttpModule, mqttModule } from './lazy';
+import type { Transport, TransportName } from './types';
+
+export type {
+  Transport,
+  TransportName,
+  TransportOptions,
+  TransportTarget,
+  TlsOptions,
+} from './types';
+export { verifyDeviceCredentials } from './device-api';
+
+export const TRANSPORT_NAMES: readonly TransportName[] = ['mqtt', 'http', 'coap'];
+
+export function isTransportName(value: unknown): value is TransportName {
+  return value === 'mqtt' || value === 'http' || value === 'coap';
+}
+
+const transports: Record<TransportName, Transport> = {
+  mqtt: (target, request, options) => mqttModule().mqttTransport(target, request, options),
+  http: (target, request, options) => httpModule().httpTransport(target, request, options),
+  coap: (target, request, options) => coapModule().coapTransport(target, request, options),
+};
+
+/** The transport of that name; throws a ProvisionError (INVALID_INPUT) for any other name. */
+export function getTransport(name: TransportName): Transport {
+  if (!isTransportName(name)) throw unknownTransport(name);
+  return transports[name];
+}
+
+/** Destroys the pooled HTTP(S) connections; the node calls it on close, tests after each case. */
+export function closeHttpAgents(): void {
+  loadedHttpModule()?.closeHttpAgents();
+}

@@ -1,0 +1,29 @@
+/** Loads each transport module on first use, so that loading the transports loads neither mqtt nor coap. */
+
+type MqttModule = typeof import('./mqtt');
+type HttpModule = typeof import('./http');
+type CoapModule = typeof import('./coap');
+
+let mqtt: MqttModule | undefined;
+let http: HttpModule | undefined;
+let coap: CoapModule | undefined;
+
+export function mqttModule(): MqttModule {
+  mqtt ??= require('./mqtt') as MqttModule;
+  return mqtt;
+}
+
+export function httpModule(): HttpModule {
+  http ??= require('./http') as HttpModule;
+  return http;
+}
+
+export function coapModule(): CoapModule {
+  coap ??= require('./coap') as CoapModule;
+  return coap;
+}
+
+/** The HTTP module if something has used it already; closing agents never loads it. */
+export function loadedHttpModule(): HttpModule | undefined {
+  return http;
+}

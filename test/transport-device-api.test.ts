@@ -1,0 +1,193 @@
+/** verifyDeviceCredentials: asking ThingsBoard's device API whether credentials are accepted. */
+
+import * as assert from 'node:assert/strict';
+import type { ProvisionAnswer } from '../src/protocol';
+import { getTransport, verifyDeviceCredentials } from '../src/transports';
+import type { TransportName } from '../src/transports';
+import {
+  HOST,
+  TRANSPORTS,
+  allowRequest,
+  closedTcpPort,
+  closedUdpPort,
+  deadlineIn,
+  expectProvisionError,
+  rawTcpServer,
+  startEmulator,
+  targetOf,
+  uniqueName,
+  watchForLeaks,
+} from './transport-helpers';
+import type { RemoteEmulator } from './transport-helpers';
+import { TEST_DEVICE_CERTS } from './transport-certificates';
+
+const token = (value: string): ProvisionAnswer => ({
+  status: 'SUCCESS',
+  credentialsType: 'ACCESS_TOKEN',
+  credentialsValue: value,
+});
+
+describe('transports: verifyDeviceCredentials', function () {
+  let emulator: RemoteEmulator;
+
+  before(async function () {
+    emulator = await startEmulator();
+  });
+  after(async function () {
+    await emulator.stop();
+  });
+  beforeEach(async function () {
+    await emulator.setFaults({});
+  });
+  watchForLeaks();
+
+  const verify = (transport: TransportName, answer: ProvisionAnswer, signal?: AbortSignal) =>
+    verifyDeviceCredentials(transport, targetOf(emulator, transport), answer, {
+      deadline: deadlineIn(3000),
+      signal,
+    });
+  const provision = (transport: TransportName, deviceName: string, extra = {}) =>
+    getTransport(transport)(targetOf(emulator, transport), allowRequest(deviceName, extra), {
+      deadline: deadlineIn(3000),
+    });
+
+  for (const transport of TRANSPORTS) {
+    describe(transport, function () {
+      it('true for the token the server issued', async function () {
+        const answer = await provision(transport, uniqueName(`api-${transport}`));
+        assert.equal(await verify(transport, answer), true);
+      });
+
+      it('false for a made-up token', async function () {
+        assert.equal(await verify(transport, token(`made-up-${transport}-${process.pid}`)), false);
+      });
+
+      it('a token with spaces and plus signs reaches the device API intact', async function () {
+        const chosen = `tok en+${transport}-${process.pid}`;
+        await provision(transport, uniqueName(`odd-${transport}`), {
+          credentialsType: 'ACCESS_TOKEN',
+          token: chosen,
+        });
+        assert.equal(await verify(transport, token(chosen)), true);
+      });
+
+      it('after a lost answer, the device-chosen token shows the device was created', async function () {
+        await emulator.setFaults({ loseAnswerFirst: 1 });
+        const chosen = `lost-${transport}-${process.pid}`;
+        const err = await expectProvisionError(
+          getTransport(transport)(
+            targetOf(emulator, transport),
+            allowRequest(uniqueName(`lost-${transport}`), {
+              credentialsType: 'ACCESS_TOKEN',
+              token: chosen,
+            }),
+            { deadline: deadlineIn(transport === 'coap' ? 400 : 3000) },
+          ),
+          { status: transport === 'coap' ? 'TIMEOUT' : 'CONNECTION_ERROR', transient: true },
+        );
+        assert.equal(err.maybeDelivered, true);
+        assert.equal(await verify(transport, token(chosen)), true);
+      });
+
+      it('X.509 credentials cannot be checked: PROTOCOL_ERROR', async function () {
+        await expectProvisionError(
+          verify(transport, {
+            status: 'SUCCESS',
+            credentialsType: 'X509_CERTIFICATE',
+            credentialsValue: TEST_DEVICE_CERTS[3],
+          }),
+          {
+            status: 'PROTOCOL_ERROR',
+            transient: false,
+            message: /Cannot check X\.509 credentials/,
+          },
+        );
+      });
+
+      it('nothing listening: CONNECTION_ERROR, transient', async function () {
+        const port = transport === 'coap' ? await closedUdpPort() : await closedTcpPort();
+        await expectProvisionError(
+          verifyDeviceCredentials(transport, { host: HOST, port }, token('any'), {
+            deadline: deadlineIn(3000),
+          }),
+          { status: 'CONNECTION_ERROR', transient: true },
+        );
+      });
+
+      it('abort rejects with "Provisioning was cancelled"', async function () {
+        const controller = new AbortController();
+        controller.abort();
+        await expectProvisionError(verify(transport, token('any'), controller.signal), {
+          status: 'CONNECTION_ERROR',
+          transient: false,
+          message: /cancelled/,
+        });
+      });
+    });
+  }
+
+  describe('MQTT basic credentials', function () {
+    const basic = {
+      clientId: `basic-client-${process.pid}`,
+      username: `basic-user-${process.pid}`,
+      password: 'basic-pass',
+    };
+    let issued: ProvisionAnswer;
+
+    before(async function () {
+      issued = await provision('mqtt', uniqueName('basic'), {
+        credentialsType: 'MQTT_BASIC',
+        ...basic,
+      });
+    });
+
+    it('over MQTT: true for the issued clientId / userName / password', async function () {
+      assert.equal(issued.credentialsType, 'MQTT_BASIC');
+      assert.equal(await verify('mqtt', issued), true);
+    });
+
+    it('over MQTT: false with a wrong password', async function () {
+      assert.equal(
+        await verify('mqtt', {
+          status: 'SUCCESS',
+          credentialsType: 'MQTT_BASIC',
+          credentialsValue: { ...basic, userName: basic.username, password: 'wrong' },
+        }),
+        false,
+      );
+    });
+
+    for (const transport of ['http', 'coap'] as const) {
+      it(`over ${transport.toUpperCase()}: cannot be checked, PROTOCOL_ERROR`, async function () {
+        await expectProvisionError(verify(transport, issued), {
+          status: 'PROTOCOL_ERROR',
+          transient: false,
+          message: new RegExp(
+            `Cannot check MQTT basic credentials over ${transport.toUpperCase() === 'COAP' ? 'CoAP' : 'HTTP'}`,
+          ),
+        });
+      });
+    }
+  });
+
+  it('MQTT: a server that never sends CONNACK: TIMEOUT', async function () {
+    const server = await rawTcpServer(() => undefined);
+    try {
+      await expectProvisionError(
+        verifyDeviceCredentials('mqtt', { host: HOST, port: server.port }, token('any'), {
+          deadline: deadlineIn(300),
+        }),
+        { status: 'TIMEOUT', transient: true, message: /for the CONNACK/ },
+      );
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('an unknown transport name is INVALID_INPUT', function () {
+    assert.throws(() => getTransport('smtp' as TransportName), {
+      name: 'ProvisionError',
+      status: 'INVALID_INPUT',
+    });
+  });
+});

@@ -1,0 +1,65 @@
+/** Loading the transports stays cheap: mqtt and coap load only when their transport is first used. */
+
+import * as assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+
+const ROOT = path.join(__dirname, '..');
+
+/** Runs a script in a fresh Node process (with tsx) and returns what it printed as JSON. */
+function runFresh(script: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['-r', require.resolve('tsx/cjs'), '-e', script],
+      { cwd: ROOT, timeout: 20_000 },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`${error.message}\n${stderr}`));
+        else resolve(JSON.parse(stdout.trim().split('\n').pop() ?? 'null'));
+      },
+    );
+  });
+}
+
+const LOADED_PACKAGES = `
+  const loaded = () => [...new Set(Object.keys(require.cache)
+    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt|coap)[\\\\/]/.exec(file)?.[1])
+    .filter(Boolean))].sort();
+`;
+
+describe('transports: lazy loading', function () {
+  this.timeout(30_000);
+
+  it('requiring src/transports loads neither mqtt nor coap', async function () {
+    const loaded = await runFresh(`
+      ${LOADED_PACKAGES}
+      const transports = require('./src/transports');
+      for (const name of ['mqtt', 'http', 'coap']) transports.getTransport(name);
+      console.log(JSON.stringify(loaded()));
+    `);
+    assert.deepEqual(loaded, []);
+  });
+
+  it('each package loads on the first use of its own transport only', async function () {
+    const steps = await runFresh(`
+      ${LOADED_PACKAGES}
+      const net = require('node:net');
+      const transports = require('./src/transports');
+      const request = { provisionDeviceKey: 'k', provisionDeviceSecret: 's', deviceName: 'd' };
+      const server = net.createServer();
+      server.listen(0, '127.0.0.1', async () => {
+        const target = { host: '127.0.0.1', port: server.address().port };
+        server.close();
+        const steps = [];
+        for (const name of ['http', 'mqtt', 'coap']) {
+          await transports.getTransport(name)(target, request, { deadline: Date.now() + 2000 })
+            .catch(() => undefined);
+          steps.push(loaded());
+        }
+        transports.closeHttpAgents();
+        console.log(JSON.stringify(steps));
+      });
+    `);
+    assert.deepEqual(steps, [[], ['mqtt'], ['coap', 'mqtt']]);
+  });
+});
