@@ -49,6 +49,11 @@ function prepareUserDir() {
     .sort()[0];
   const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', exampleFile), 'utf8'));
   const credentials = {};
+  // Examples import into the editor's current tab; a deployed flow file needs its tab spelled out.
+  const tabs = new Set(flow.filter((n) => n.type === 'tab').map((n) => n.id));
+  for (const z of new Set(flow.map((n) => n.z).filter(Boolean))) {
+    if (!tabs.has(z)) flow.unshift({ id: z, type: 'tab', label: 'ThingsBoard demo' });
+  }
   for (const node of flow) {
     if (node.type === 'thingsboard-provision-config') {
       credentials[node.id] = { provisionDeviceKey: DEMO_KEY, provisionDeviceSecret: DEMO_SECRET };
