@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'nodes/', '.demo/', '.cache/', 'test-output/'] },
+  { ignores: ['node_modules/', 'nodes/', '.demo/', '.cache/', 'test-output/', '.scratch/'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {

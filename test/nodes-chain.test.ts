@@ -51,7 +51,15 @@ describe('chaining into core nodes', function () {
           keepalive: '60',
           cleansession: true,
         },
-        { id: 'mqttOut', z: 'tab', type: 'mqtt out', broker: 'broker', topic: '', qos: '1', retain: 'false' },
+        {
+          id: 'mqttOut',
+          z: 'tab',
+          type: 'mqtt out',
+          broker: 'broker',
+          topic: '',
+          qos: '1',
+          retain: 'false',
+        },
       );
       await loadFlow(flow, keys(), userDir, [coreNodeModule('core/network/10-mqtt.js')]);
       const out = new Collector('out');

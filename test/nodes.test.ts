@@ -16,7 +16,7 @@ import {
   tempUserDir,
 } from './support/flows';
 import type { Message } from './support/flows';
-import { helper } from './support/node-red';
+import { helper, onCall } from './support/node-red';
 
 const TRANSPORTS = ['mqtt', 'http', 'coap'] as const;
 
@@ -435,9 +435,7 @@ describe('thingsboard-provision node', function () {
       await loadFlow(provisionFlow(emulator, { transport: 'http' }), keys(), userDir);
       const prov = helper.getNode('prov');
       const statuses: Array<Record<string, string>> = [];
-      prov.on('call:status', (call: { args: [Record<string, string>] }) =>
-        statuses.push(call.args[0]),
-      );
+      onCall(prov, 'status', (args) => statuses.push(args[0] as Record<string, string>));
       const out = new Collector('out');
       const caught = new Collector('caught');
       send({ deviceName: 'lamp' });
@@ -484,9 +482,7 @@ describe('thingsboard-provision node', function () {
     for (const method of ['status', 'warn', 'error', 'log', 'debug', 'trace']) {
       // error()'s second argument is the flow's own message, which Node-RED hands to Catch
       // nodes but never writes to a log.
-      prov.on(`call:${method}`, (call: { args: unknown[] }) =>
-        texts.push(JSON.stringify(call.args[0])),
-      );
+      onCall(prov, method, (args) => texts.push(JSON.stringify(args[0])));
     }
     const out = new Collector('out');
     const caught = new Collector('caught');
@@ -503,7 +499,6 @@ describe('thingsboard-provision node', function () {
       .args.map((a: unknown[]) => JSON.stringify(a))
       .join('\n');
     const errors = caught.messages.map((m) => m.error?.message ?? '').join('\n');
-    const visible = [...texts, logged, errors].join('\n');
     for (const secret of [SECRET, 'pw-Very-Secret-1', wrong]) {
       const where = [...texts, logged, errors].find((t) => t.includes(secret));
       assert.equal(where, undefined, `secret leaked: ${secret}`);

@@ -43,7 +43,7 @@ function parsePort(value: unknown, fallback: number): number {
 export function registerConfigNode(RED: NodeAPI): void {
   function ThingsboardProvisionConfig(this: ProvisionConfigNode, def: ConfigDef): void {
     RED.nodes.createNode(this, def);
-    const node = this;
+    const node: ProvisionConfigNode = this; // eslint-disable-line @typescript-eslint/no-this-alias
     node.host = (def.host ?? '').trim();
     node.usetls = def.usetls === true;
     node.ports = {
@@ -74,20 +74,20 @@ export function registerConfigNode(RED: NodeAPI): void {
       const tls: TlsOptions = { rejectUnauthorized: true };
       const tlsNode = def.tls ? (RED.nodes.getNode(def.tls) as TlsConfigNode | null) : null;
       if (tlsNode) {
-        const options = tlsNode.addTLSOptions({}) as Record<string, unknown>;
+        const options = tlsNode.addTLSOptions({});
         const alpn = options.ALPNProtocols as string[] | undefined;
-        Object.assign(tls, {
-          ca: options.ca,
-          cert: options.cert,
-          key: options.key,
-          passphrase: options.passphrase,
-          servername: options.servername,
+        const material: Partial<TlsOptions> = {
+          ca: options.ca as TlsOptions['ca'],
+          cert: options.cert as TlsOptions['cert'],
+          key: options.key as TlsOptions['key'],
+          passphrase: options.passphrase as string | undefined,
+          servername: options.servername as string | undefined,
           alpnProtocol: alpn?.[0],
-          rejectUnauthorized: options.rejectUnauthorized !== false,
-        });
-        for (const key of Object.keys(tls) as (keyof TlsOptions)[]) {
-          if (tls[key] === undefined) delete tls[key];
+        };
+        for (const [name, value] of Object.entries(material)) {
+          if (value !== undefined) Object.assign(tls, { [name]: value });
         }
+        tls.rejectUnauthorized = options.rejectUnauthorized !== false;
       }
       if (tls.rejectUnauthorized === false && !warnedVerifyOff) {
         warnedVerifyOff = true;
@@ -101,9 +101,10 @@ export function registerConfigNode(RED: NodeAPI): void {
     CONFIG_TYPE,
     ThingsboardProvisionConfig,
     {
-    credentials: {
-      provisionDeviceKey: { type: 'text' },
-      provisionDeviceSecret: { type: 'password' },
+      credentials: {
+        provisionDeviceKey: { type: 'text' },
+        provisionDeviceSecret: { type: 'password' },
+      },
     },
-  });
+  );
 }

@@ -41,7 +41,12 @@ type ProvisionMessage = NodeMessageInFlow & {
 };
 
 const TRANSPORTS: readonly TransportName[] = ['mqtt', 'http', 'coap'];
-const MODES: readonly CredentialsMode[] = ['server', 'ACCESS_TOKEN', 'MQTT_BASIC', 'X509_CERTIFICATE'];
+const MODES: readonly CredentialsMode[] = [
+  'server',
+  'ACCESS_TOKEN',
+  'MQTT_BASIC',
+  'X509_CERTIFICATE',
+];
 
 /** Provision nodes alive in this process; the shared HTTP agents close with the last one. */
 let liveNodes = 0;
@@ -71,7 +76,7 @@ export function registerProvisionNode(RED: NodeAPI): void {
 
   function ThingsboardProvision(this: Node, def: ProvisionDef): void {
     RED.nodes.createNode(this, def);
-    const node = this;
+    const node: Node = this; // eslint-disable-line @typescript-eslint/no-this-alias
     liveNodes++;
 
     const server = def.config
@@ -91,7 +96,11 @@ export function registerProvisionNode(RED: NodeAPI): void {
 
     const status = new StatusReporter(
       (s) => node.status(s),
-      (activity) => ({ fill: 'blue', shape: 'ring', text: t('status.provisioning', { ...activity }) }),
+      (activity) => ({
+        fill: 'blue',
+        shape: 'ring',
+        text: t('status.provisioning', { ...activity }),
+      }),
     );
 
     let store: CredentialStore | undefined;
@@ -169,10 +178,7 @@ export function registerProvisionNode(RED: NodeAPI): void {
       const seen: { deviceName?: unknown } = {};
       provision(message, seen).then(
         (result) => {
-          Object.assign(
-            message,
-outputFields(result, serverInfo(), transport, mqttConnect),
-          );
+          Object.assign(message, outputFields(result, serverInfo(), transport, mqttConnect));
           status.setResult({
             fill: result.cached ? 'yellow' : 'green',
             shape: 'dot',

@@ -64,7 +64,12 @@ export class StatusReporter {
     const next = this.current();
     this.lastShownAt = Date.now();
     const shown = this.shown;
-    if (shown && shown.fill === next.fill && shown.shape === next.shape && shown.text === next.text) {
+    if (
+      shown &&
+      shown.fill === next.fill &&
+      shown.shape === next.shape &&
+      shown.text === next.text
+    ) {
       return;
     }
     this.shown = next;

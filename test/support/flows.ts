@@ -56,7 +56,14 @@ export function provisionFlow(
       ...props,
     },
     { id: 'out', z: 'tab', type: 'helper' },
-    { id: 'catcher', z: 'tab', type: 'catch', scope: ['prov'], uncaught: false, wires: [['caught']] },
+    {
+      id: 'catcher',
+      z: 'tab',
+      type: 'catch',
+      scope: ['prov'],
+      uncaught: false,
+      wires: [['caught']],
+    },
     { id: 'caught', z: 'tab', type: 'helper' },
   ];
 }

@@ -47,3 +47,15 @@ export function coreNodeModule(relative: string): NodeModule {
     : path.dirname(require.resolve('@node-red/nodes/package.json'));
   return require(path.join(base, relative)) as NodeModule;
 }
+
+/** Calls of a Node method (status, warn, error, ...) on one node, as the test helper reports them. */
+export function onCall(
+  node: ReturnType<typeof helper.getNode>,
+  method: string,
+  listener: (args: unknown[]) => void,
+): void {
+  const emitter = node as unknown as {
+    on(event: string, fn: (call: { args: unknown[] }) => void): void;
+  };
+  emitter.on(`call:${method}`, (call) => listener(call.args));
+}
