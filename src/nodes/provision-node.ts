@@ -11,7 +11,7 @@ import {
 } from '../provisioner';
 import type { CredentialStore } from '../provisioner';
 import type { CredentialsMode, ProvisionResult } from '../provisioner/types';
-import { closeHttpAgents } from '../transports';
+import { closeHttpAgents, verifyDeviceCredentials } from '../transports';
 import type { TransportName } from '../transports/types';
 import type { ProvisionConfigNode } from './config-node';
 import { outputFields } from './message';
@@ -114,6 +114,11 @@ export function registerProvisionNode(RED: NodeAPI): void {
       concurrency,
       store,
       onActivity: (activity) => status.setActivity(activity),
+      // Only an MQTT login can check MQTT basic credentials, whatever transport provisioned them.
+      verifyCredentials: (via, target, answer, options) =>
+        answer.credentialsType === 'MQTT_BASIC' && via !== 'mqtt' && server
+          ? verifyDeviceCredentials('mqtt', server.target('mqtt'), answer, options)
+          : verifyDeviceCredentials(via, target, answer, options),
     });
 
     const serverInfo = () => ({
