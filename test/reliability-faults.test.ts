@@ -12,35 +12,22 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
 import dns from 'node:dns';
-import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import * as coapPacket from 'coap-packet';
 import * as mqttPacket from 'mqtt-packet';
-import type { Emulator } from '../src/emulator';
 import { DEFAULT_BACKOFF } from '../src/provisioner';
 import type { TransportName } from '../src/transports';
-import {
-  Collector,
-  PROFILE,
-  SECRET,
-  keys,
-  loadFlow,
-  provisionFlow,
-  send,
-  tempUserDir,
-} from './support/flows';
+import { Collector, PROFILE, SECRET, keys, loadFlow, provisionFlow, send } from './support/flows';
 import type { Message } from './support/flows';
-import { helper } from './support/node-red';
+import { flowTarget, guardEachTest, oneWayOut } from './support/reliability';
 import {
   HOST,
   TRANSPORTS,
-  assertNoLeaks,
   closedTcpPort,
   closedUdpPort,
   rawTcpServer,
   rawUdpServer,
-  resourceCounts,
   serverSide,
   startEmulator,
 } from './transport-helpers';
@@ -90,46 +77,18 @@ interface Outcome {
 describe('reliability: the fault matrix through the provision node', function () {
   this.timeout(30_000);
   let emulator: RemoteEmulator;
-  let userDir: string;
-  let baseline: Map<string, number>;
-  const unhandled: unknown[] = [];
-  const onUnhandled = (reason: unknown): void => {
-    unhandled.push(reason);
-  };
-
-  /** A stand-in with the fields provisionFlow reads, for the emulator in its child process. */
-  function emulatorFlowTarget(): Emulator {
-    return { host: HOST, ports: emulator.ports } as unknown as Emulator;
-  }
+  const guard = guardEachTest();
 
   before(async function () {
-    process.on('unhandledRejection', onUnhandled);
-    // Loaded before the baseline: coap opens two idle global sockets when it loads.
-    require('mqtt');
-    require('coap');
     emulator = await startEmulator({ profiles: [PROFILE] });
   });
 
   after(async function () {
-    process.off('unhandledRejection', onUnhandled);
     await emulator.stop();
   });
 
   beforeEach(async function () {
     await emulator.setFaults({});
-    userDir = tempUserDir();
-    await new Promise((resolve) => setImmediate(resolve));
-    baseline = resourceCounts();
-  });
-
-  afterEach(async function () {
-    await helper.unload();
-    fs.rmSync(userDir, { recursive: true, force: true });
-    const failed = this.currentTest?.state === 'failed';
-    // Let rejections of settled promises surface before counting them.
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.deepEqual(unhandled.map(String), [], 'unhandled rejections');
-    if (!failed) await assertNoLeaks(baseline);
   });
 
   /** Runs one message through the node and waits for its output or its Catch. */
@@ -137,29 +96,12 @@ describe('reliability: the fault matrix through the provision node', function ()
     props: Record<string, unknown>,
     config: Record<string, unknown>,
     msg: Record<string, unknown>,
-    waitMs = 25_000,
   ): Promise<Outcome> {
-    await loadFlow(provisionFlow(emulatorFlowTarget(), props, config), keys(), userDir);
-    const out = new Collector('out');
-    const caught = new Collector('caught');
-    const startedAt = Date.now();
-    send(msg);
-    const msgReceived = await new Promise<Message>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('neither output nor Catch')), waitMs);
-      for (const id of ['out', 'caught']) {
-        helper.getNode(id).once('input', (m: Message) => {
-          clearTimeout(timer);
-          resolve(m);
-        });
-      }
-    });
-    // A second way out would arrive after the first: give it a moment to show up.
-    await new Promise((resolve) => setTimeout(resolve, 30));
-    const tookMs = Date.now() - startedAt;
-    const payload = msgReceived.payload as { status: Status };
-    // One message in, exactly one way out.
-    assert.equal(out.messages.length + caught.messages.length, 1);
-    return { status: payload.status, msg: msgReceived, tookMs };
+    await loadFlow(provisionFlow(flowTarget(emulator), props, config), keys(), guard.userDir);
+    const { msg: received, via, tookMs } = await oneWayOut(msg);
+    const payload = received.payload as { status: Status };
+    assert.equal(via === 'out', payload.status === 'SUCCESS', 'SUCCESS on the output only');
+    return { status: payload.status, msg: received, tookMs };
   }
 
   function assertCaught(outcome: Outcome, status: Status, name: string, text?: RegExp): void {
