@@ -2,6 +2,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { ProvisionError } from '../protocol/errors';
+import { MAX_DEVICE_NAME_LENGTH } from '../protocol/request';
+import { findBadCharacter, quotePrefix } from '../protocol/text';
 import {
   CredentialsNotSavedError,
   Provisioner,
@@ -54,6 +56,13 @@ let liveNodes = 0;
 function numberSetting(value: unknown, fallback: number, min: number): number {
   const n = Number(value);
   return value === undefined || value === '' || !Number.isFinite(n) ? fallback : Math.max(min, n);
+}
+
+/** The device name for an error text: as given when clean, else quoted, escaped and cut short. */
+function nameForText(name: string | undefined): string {
+  if (name === undefined) return '?';
+  const clean = name.length <= MAX_DEVICE_NAME_LENGTH && findBadCharacter(name) === undefined;
+  return clean ? name : quotePrefix(name, 64);
 }
 
 function evaluateProperty(
@@ -215,7 +224,7 @@ export function registerProvisionNode(RED: NodeAPI): void {
           });
           const report = new Error(
             t('errors.failed', {
-              device: deviceName ?? '?',
+              device: nameForText(deviceName),
               status: failure.status,
               detail,
             }),
