@@ -1,0 +1,435 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Page } from 'playwright-core';
+import type * as EmulatorModule from '../../src/emulator';
+import { launchBrowser, type EditorBrowser } from './support/browser';
+import { assertJapanese, ShippedCatalog } from './support/catalog';
+import { NodeRedEditor } from './support/editor';
+import {
+  adminJson,
+  createUserDir,
+  outputDir,
+  packPackage,
+  startNodeRed,
+  type NodeRedProcess,
+} from './support/runtime';
+
+const MODULE = 'node-red-contrib-thingsboard-provision';
+const CONFIG_TYPE = 'thingsboard-provision-config';
+const PROVISION_TYPE = 'thingsboard-provision';
+const CATEGORY = 'thingsboard';
+const TRANSPORTS = ['mqtt', 'http', 'coap'] as const;
+
+interface NodeSet {
+  module: string;
+  types: string[];
+  enabled: boolean;
+  loaded?: boolean;
+  err?: unknown;
+  version?: string;
+}
+
+const deviceFor = (transport: string): string => `e2e-device-${transport}`;
+
+describe('A first-time user: the packed package in a real Node-RED, driven through the editor', function () {
+  const key = `e2e-key-${randomBytes(6).toString('hex')}`;
+  const secret = `e2e-secret-${randomBytes(9).toString('hex')}`;
+  const tokens: string[] = [];
+  const ids = { inject: '', provision: '', debug: '' };
+
+  let work: string | undefined;
+  let red: NodeRedProcess | undefined;
+  let emulator: EmulatorModule.Emulator | undefined;
+  let browser: EditorBrowser | undefined;
+  let page: Page;
+  let editor: NodeRedEditor;
+  let packageDir: string;
+  let en: ShippedCatalog;
+  let ja: ShippedCatalog;
+
+  before(async function () {
+    this.timeout(300_000);
+    fs.mkdirSync(outputDir, { recursive: true });
+    work = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'tb-e2e-'));
+    const tarball = await packPackage(work);
+    const userDir = await createUserDir(tarball);
+    packageDir = path.join(userDir, 'node_modules', MODULE);
+    en = new ShippedCatalog(packageDir, 'en-US');
+    ja = new ShippedCatalog(packageDir, 'ja');
+    // The emulator as shipped in the tarball, so the test also covers what `npx` users start.
+    const { Emulator } = require(
+      path.join(packageDir, 'nodes', 'emulator'),
+    ) as typeof EmulatorModule;
+    emulator = await Emulator.start({
+      mqttPort: 0,
+      httpPort: 0,
+      coapPort: 0,
+      profiles: [
+        {
+          name: 'e2e-profile',
+          provisionDeviceKey: key,
+          provisionDeviceSecret: secret,
+          strategy: 'allow-create',
+        },
+      ],
+    });
+    red = await startNodeRed(userDir);
+    browser = await launchBrowser();
+    page = browser.context.pages()[0] ?? (await browser.context.newPage());
+    page.setDefaultTimeout(15_000);
+    editor = new NodeRedEditor(page, red.url);
+    await editor.open();
+  });
+
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed' && page) {
+      const name = this.currentTest.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+      await page.screenshot({ path: path.join(outputDir, `failed-${name}.png`) }).catch(() => {});
+    }
+  });
+
+  after(async function () {
+    this.timeout(60_000);
+    await browser?.close();
+    await red?.stop();
+    if (red) {
+      fs.writeFileSync(path.join(outputDir, 'node-red.log'), red.log());
+      if (!process.env.TB_E2E_KEEP)
+        await fs.promises.rm(red.userDir, { recursive: true, force: true });
+    }
+    await emulator?.stop();
+    if (work) await fs.promises.rm(work, { recursive: true, force: true });
+  });
+
+  async function shot(name: string): Promise<void> {
+    await page.screenshot({ path: path.join(outputDir, `${name}.png`) });
+  }
+
+  /** A text the user reads in the topmost edit tray, exactly as the catalog has it. */
+  async function seeInTray(text: string): Promise<void> {
+    const tray = page.locator('.red-ui-tray').last();
+    await tray
+      .getByText(text, { exact: true })
+      .first()
+      .waitFor({ timeout: 5_000 })
+      .catch(() => assert.fail(`the dialog does not show "${text}"`));
+  }
+
+  /** Waits for the node's status and returns it; on timeout says what the status was instead. */
+  async function statusOf(id: string, expected: { text: string; shape: string }): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    let seen = { text: '', shape: '' };
+    while (Date.now() < deadline) {
+      seen = {
+        text:
+          (await editor
+            .statusLabel(id)
+            .textContent()
+            .catch(() => '')) ?? '',
+        shape:
+          (await editor
+            .statusShape(id)
+            .getAttribute('class')
+            .catch(() => '')) ?? '',
+      };
+      if (seen.text === expected.text && seen.shape.includes(expected.shape)) return;
+      await page.waitForTimeout(100);
+    }
+    assert.fail(
+      `status "${seen.text}" (${seen.shape}), expected "${expected.text}" (${expected.shape})`,
+    );
+  }
+
+  it('the runtime loads both node types from the installed tarball (admin API)', async function () {
+    assert.ok(red);
+    const sets = await adminJson<NodeSet[]>(red.url, 'nodes');
+    const ours = sets.filter((set) => set.module === MODULE);
+    assert.equal(ours.length, 1, `node sets of ${MODULE}: ${JSON.stringify(ours)}`);
+    const [set] = ours;
+    assert.deepEqual([...set.types].sort(), [CONFIG_TYPE, PROVISION_TYPE].sort());
+    assert.equal(set.enabled, true);
+    assert.notEqual(set.loaded, false, `not loaded: ${JSON.stringify(set.err)}`);
+    assert.equal(set.err, undefined);
+    const shipped = JSON.parse(fs.readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    assert.equal(set.version, shipped.version);
+  });
+
+  it('offers its examples under Import > Examples', async function () {
+    assert.ok(red);
+    const shipped = fs
+      .readdirSync(path.join(packageDir, 'examples'))
+      .filter((file) => file.endsWith('.json'))
+      .map((file) => file.replace(/\.json$/, ''))
+      .sort();
+    assert.ok(shipped.length >= 3, `examples shipped: ${shipped.join(', ')}`);
+    const listed = await adminJson<unknown[]>(red.url, `library/examples/flows/${MODULE}/`);
+    const names = listed
+      .map((entry) => (typeof entry === 'string' ? entry : (entry as { fn?: string }).fn))
+      .filter((name): name is string => typeof name === 'string')
+      .map((name) => name.replace(/\.json$/, ''))
+      .sort();
+    assert.deepEqual(names, shipped);
+
+    await editor.menu('menu-item-import');
+    await page.locator('#red-ui-tab-red-ui-clipboard-dialog-import-tab-examples a').click();
+    const tab = page.locator('#red-ui-clipboard-dialog-import-tab-examples');
+    await tab.getByText(MODULE, { exact: true }).click();
+    for (const name of shipped) await tab.getByText(name, { exact: true }).waitFor();
+    await shot('examples-import');
+    await page.locator('#red-ui-clipboard-dialog-cancel').click();
+  });
+
+  it('shows the provision node in the palette under the thingsboard category, and both types in Manage palette', async function () {
+    const node = editor.paletteNode(PROVISION_TYPE);
+    await node.waitFor();
+    const category = await node.evaluate(
+      (element) => element.closest('.red-ui-palette-category')?.id ?? '(none)',
+    );
+    assert.equal(category, `red-ui-palette-container-${CATEGORY}`, 'palette category');
+    await node.scrollIntoViewIfNeeded();
+    assert.equal(await editor.paletteCategoryLabel(CATEGORY).textContent(), CATEGORY);
+    assert.equal(
+      (await node.locator('.red-ui-palette-label').textContent())?.trim(),
+      en.text(`${PROVISION_TYPE}.paletteLabel`),
+    );
+    // Config nodes never appear in the palette itself; the palette manager lists them.
+    await editor.menu('menu-item-edit-palette');
+    const entry = page.locator('.red-ui-editableList-item-content', {
+      has: page.locator('.red-ui-palette-module-name', { hasText: MODULE }),
+    });
+    await entry.locator('.red-ui-palette-module-set-button').click();
+    for (const type of [PROVISION_TYPE, CONFIG_TYPE]) {
+      await entry.getByText(type, { exact: true }).waitFor();
+    }
+    await editor.done();
+  });
+
+  it('drags the provision node onto the workspace and adds a server from its dialog, secret masked', async function () {
+    ids.provision = await editor.dragFromPalette(PROVISION_TYPE, 360, 260);
+    assert.equal(
+      await editor.nodeLabel(ids.provision).textContent(),
+      en.text(`${PROVISION_TYPE}.nodeLabel.default`),
+    );
+    await editor.edit(ids.provision);
+    assert.equal(await page.locator('#node-input-config').inputValue(), '_ADD_');
+    // Node-RED 4.1 disables the pencil until a server exists; the + button adds one.
+    await page.locator('#node-input-btn-config-add').click();
+    await page.locator('#node-config-input-host').waitFor();
+    await editor.trayOpened();
+
+    for (const field of ['host', 'ports', 'provisionDeviceKey', 'provisionDeviceSecret']) {
+      await seeInTray(en.text(`${CONFIG_TYPE}.label.${field}`));
+    }
+    assert.ok(emulator);
+    await page.locator('#node-config-input-name').fill('local emulator');
+    await page.locator('#node-config-input-host').fill(emulator.host);
+    await page.locator('#node-config-input-mqttPort').fill(String(emulator.ports.mqtt));
+    await page.locator('#node-config-input-httpPort').fill(String(emulator.ports.http));
+    await page.locator('#node-config-input-coapPort').fill(String(emulator.ports.coap));
+    await page.locator('#node-config-input-provisionDeviceKey').fill(key);
+    const secretInput = page.locator('#node-config-input-provisionDeviceSecret');
+    assert.equal(await secretInput.getAttribute('type'), 'password');
+    await secretInput.fill(secret);
+
+    const help = await editor.helpFromTray();
+    assert.equal(
+      (await help.locator('h1.red-ui-help-title').innerText()).trim(),
+      en.text(`${CONFIG_TYPE}.paletteLabel`),
+    );
+    assert.ok(
+      squash(await help.innerText()).includes(en.helpOpening(CONFIG_TYPE)),
+      'the help sidebar shows the config node help',
+    );
+    await shot('config-dialog');
+    await editor.done('node-config-dialog-ok');
+    assert.notEqual(await page.locator('#node-input-config').inputValue(), '_ADD_');
+    await editor.done();
+  });
+
+  it('wires inject -> provision -> debug; an inject without msg.deviceName gets a red INVALID_INPUT and advice', async function () {
+    ids.inject = await editor.dragFromPalette('inject', 120, 260);
+    ids.debug = await editor.dragFromPalette('debug', 640, 260);
+    await editor.wire(ids.inject, ids.provision);
+    await editor.wire(ids.provision, ids.debug);
+    await editor.deploy();
+    await editor.clickInjectButton(ids.inject);
+    await statusOf(ids.provision, { text: 'INVALID_INPUT', shape: 'ring-red' });
+    await editor.sidebarTab('debug');
+    // Node-RED shows an Error collapsed to its first words; the user expands it to read the advice.
+    const error = editor.debugMessages().filter({ hasText: 'INVALID' }).last();
+    await error.waitFor();
+    await editor.expandDebugMessage(error);
+    const advice = squash(await error.innerText());
+    if (!/msg\.deviceName/.test(advice)) console.log(await error.evaluate((e) => e.outerHTML));
+    assert.match(advice, /msg\.deviceName/, `the error says where the name comes from: ${advice}`);
+    assert.equal(emulator?.requests.length, 0, 'nothing was sent to the server');
+  });
+
+  it('picks the transport and a fixed device name in the dialog, and reads the help', async function () {
+    await editor.edit(ids.provision);
+    await page.locator('#node-input-transport').selectOption('mqtt');
+    await editor.setTypedInput('node-input-deviceName', 'str', deviceFor('mqtt'));
+    for (const field of ['config', 'transport', 'deviceName', 'credentialsType']) {
+      await seeInTray(en.text(`${PROVISION_TYPE}.label.${field}`));
+    }
+    const help = await editor.helpFromTray();
+    assert.equal(
+      (await help.locator('h1.red-ui-help-title').innerText()).trim(),
+      en.text(`${PROVISION_TYPE}.paletteLabel`),
+    );
+    assert.ok(
+      squash(await help.innerText()).includes(en.helpOpening(PROVISION_TYPE)),
+      'the help sidebar shows the provision node help',
+    );
+    await shot('provision-dialog');
+    await editor.done();
+    assert.equal(
+      await editor.nodeLabel(ids.provision).textContent(),
+      en.text(`${PROVISION_TYPE}.nodeLabel.device`).replace('__device__', deviceFor('mqtt')),
+    );
+  });
+
+  for (const transport of TRANSPORTS) {
+    it(`provisions over ${transport}: green status with the device name, credentials in the debug sidebar`, async function () {
+      const device = deviceFor(transport);
+      if (transport !== TRANSPORTS[0]) {
+        // What a user does to try the next transport: reopen, change, redeploy.
+        await editor.edit(ids.provision);
+        await page.locator('#node-input-transport').selectOption(transport);
+        await editor.setTypedInput('node-input-deviceName', 'str', device);
+        await editor.done();
+      }
+      await editor.deploy();
+      await editor.clickInjectButton(ids.inject);
+      await statusOf(ids.provision, { text: device, shape: 'dot-green' });
+
+      assert.ok(emulator);
+      const registered = emulator.device(device);
+      assert.ok(registered, `the emulator knows ${device}`);
+      assert.equal(registered.credentials.credentialsType, 'ACCESS_TOKEN');
+      const token = (registered.credentials as { token: string }).token;
+      tokens.push(token);
+      const last = emulator.requests.at(-1);
+      assert.equal(last?.transport, transport);
+
+      await editor.sidebarTab('debug');
+      const message = editor
+        .debugMessages()
+        .filter({ hasText: `"${device}"` })
+        .last();
+      await message.waitFor();
+      const text = await message.innerText();
+      assert.match(text, /"SUCCESS"/);
+      assert.match(text, /credentialsValue/);
+      assert.ok(text.includes(`"${token}"`), `the debug message shows the token: ${text}`);
+      await editor.dismissNotifications();
+      await shot(`deployed-flow-${transport}`);
+    });
+  }
+
+  it('a second click answers from the stored credentials: yellow status', async function () {
+    const device = deviceFor(TRANSPORTS[TRANSPORTS.length - 1]);
+    assert.ok(emulator);
+    const before = emulator.requests.length;
+    await editor.clickInjectButton(ids.inject);
+    await statusOf(ids.provision, {
+      text: en.text(`${PROVISION_TYPE}.status.cached`).replace('__device__', device),
+      shape: 'dot-yellow',
+    });
+    assert.equal(emulator.requests.length, before, 'no new request to the server');
+  });
+
+  it('keeps the key and secret out of flows.json; flows_cred.json holds them encrypted', async function () {
+    assert.ok(red);
+    const flows = fs.readFileSync(path.join(red.userDir, 'flows.json'), 'utf8');
+    const nodes = JSON.parse(flows) as Array<Record<string, unknown>>;
+    const server = nodes.find((node) => node.type === CONFIG_TYPE);
+    assert.ok(server, 'the server config node is in flows.json');
+    assert.equal(server.host, emulator?.host);
+    assert.equal(Number(server.coapPort), emulator?.ports.coap);
+    assert.ok(!flows.includes(key), 'the provision key is not in flows.json');
+    assert.ok(!flows.includes(secret), 'the provision secret is not in flows.json');
+    assert.ok(nodes.every((node) => !('credentials' in node)));
+
+    const credentials = fs.readFileSync(path.join(red.userDir, 'flows_cred.json'), 'utf8');
+    assert.ok(typeof (JSON.parse(credentials) as { $?: unknown }).$ === 'string', 'encrypted');
+    assert.ok(!credentials.includes(key) && !credentials.includes(secret));
+  });
+
+  it('the Node-RED log shows neither the secret nor an obtained token', function () {
+    assert.ok(red);
+    const log = red.log();
+    assert.match(log, /Started flows/);
+    assert.ok(!log.includes(secret), 'secret in the log');
+    for (const token of tokens) assert.ok(!log.includes(token), 'token in the log');
+  });
+
+  it('in Japanese (User Settings > Language), the palette, dialogs, node label and help are Japanese', async function () {
+    await editor.menu('menu-item-user-settings');
+    await page.locator('#user-settings-editor-language').selectOption('ja');
+    await editor.done();
+    await editor.reload();
+
+    const paletteLabel = ja.text(`${PROVISION_TYPE}.paletteLabel`);
+    assertJapanese(paletteLabel, 'ja paletteLabel');
+    const node = editor.paletteNode(PROVISION_TYPE);
+    await node.scrollIntoViewIfNeeded();
+    assert.equal((await node.locator('.red-ui-palette-label').textContent())?.trim(), paletteLabel);
+
+    const device = deviceFor(TRANSPORTS[TRANSPORTS.length - 1]);
+    assert.equal(
+      await editor.nodeLabel(ids.provision).textContent(),
+      ja.text(`${PROVISION_TYPE}.nodeLabel.device`).replace('__device__', device),
+    );
+
+    await editor.edit(ids.provision);
+    for (const field of ['config', 'transport', 'deviceName', 'credentialsType']) {
+      const expected = ja.text(`${PROVISION_TYPE}.label.${field}`);
+      assertJapanese(expected, `ja label.${field}`);
+      await seeInTray(expected);
+    }
+    const server = ja.text(`${PROVISION_TYPE}.credentialsType.server`);
+    assertJapanese(server, 'ja credentialsType.server');
+    assert.equal(
+      (await page.locator('#node-input-credentialsType option[value="server"]').innerText()).trim(),
+      server,
+    );
+    const help = await editor.helpFromTray();
+    assert.ok(
+      squash(await help.innerText()).includes(ja.helpOpening(PROVISION_TYPE)),
+      'the help sidebar shows the Japanese provision node help',
+    );
+    await shot('japanese-provision-dialog');
+
+    await page.locator('#node-input-btn-config-edit').click();
+    await page.locator('#node-config-input-host').waitFor();
+    await editor.trayOpened();
+    for (const field of ['host', 'ports', 'provisionDeviceKey', 'provisionDeviceSecret']) {
+      const expected = ja.text(`${CONFIG_TYPE}.label.${field}`);
+      assertJapanese(expected, `ja label.${field}`);
+      await seeInTray(expected);
+    }
+    assert.equal(
+      await page.locator('#node-config-input-provisionDeviceSecret').getAttribute('type'),
+      'password',
+    );
+    const configHelp = await editor.helpFromTray();
+    assert.ok(
+      squash(await configHelp.innerText()).includes(ja.helpOpening(CONFIG_TYPE)),
+      'the help sidebar shows the Japanese config node help',
+    );
+    await shot('japanese-config-dialog');
+    await page.locator('#node-config-dialog-cancel').click();
+    await page.locator('#node-config-dialog-cancel').waitFor({ state: 'detached' });
+    await page.locator('#node-dialog-cancel').click();
+  });
+});
+
+function squash(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
