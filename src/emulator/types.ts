@@ -33,6 +33,10 @@ export interface EmulatedDevice {
   provisioned: boolean;
   /** Telemetry received through the device API, oldest first. */
   telemetry: unknown[];
+  /** Client-side attributes received through the device API, merged (latest value wins). */
+  attributes: Record<string, unknown>;
+  /** Messages a gateway published on v1/gateway/* topics, oldest first. */
+  gatewayMessages: Array<{ topic: string; payload: unknown }>;
 }
 
 /** Faults for tests. Counters count provisioning requests on any transport. */
@@ -66,6 +70,32 @@ export interface EmulatorOptions {
   mqttCloseAfterAnswerMs?: number;
   /** Called with one line per answered request (secrets masked). */
   log?: (line: string) => void;
+  /**
+   * Present: also listen for MQTTS and HTTPS (the plain listeners stay). With requestCert, a device
+   * presenting a client certificate equal to its X509 credentials logs in over MQTTS.
+   */
+  tls?: EmulatorTlsOptions;
+  /** Used only with tls. Defaults 8883 / 8443; pass 0 in tests. */
+  mqttsPort?: number;
+  httpsPort?: number;
+}
+
+export interface EmulatorTlsOptions {
+  key: string | Buffer;
+  cert: string | Buffer;
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Ask clients for a certificate (not verified against a CA: matched to X509 credentials). */
+  requestCert?: boolean;
+}
+
+/** The ports actually listened on (0 in the options becomes the port picked). */
+export interface EmulatorPorts {
+  mqtt: number;
+  http: number;
+  coap: number;
+  /** Present only when tls was given. */
+  mqtts?: number;
+  https?: number;
 }
 
 /** One provisioning request as the emulator received it. */

@@ -1,0 +1,185 @@
+/**
+ * CoAP listener reproducing ThingsBoard's CoapTransportResource for provisioning, plus device
+ * telemetry and attributes for checking a token.
+ */
+
+import * as coap from 'coap';
+import * as dgram from 'node:dgram';
+import type { AddressInfo } from 'node:net';
+import type { ProvisioningDesk } from './desk';
+import { mask } from './format';
+import type { Tenant } from './state';
+
+type CoapRequest = coap.IncomingMessage;
+type CoapResponse = coap.OutgoingMessage;
+
+const PROVISION_PATH = '/api/v1/provision';
+const DEVICE_API_PATH = /^\/api\/v1\/([^/]+)\/(telemetry|attributes)$/;
+/** Answers slower than this get an empty ACK first and a separate response (as Californium). */
+const PIGGYBACK_REPLY_MS = 500;
+/** RFC 7252 EXCHANGE_LIFETIME: how long a message id is remembered for deduplication. */
+const EXCHANGE_LIFETIME_MS = 247_000;
+
+export interface CoapServerContext {
+  tenant: Tenant;
+  desk: ProvisioningDesk;
+}
+
+export class CoapServer {
+  private readonly server: coap.Server;
+  /** Responses not yet sent, so stop() can cancel their pending empty ACK. */
+  private readonly open = new Set<CoapResponse>();
+  /** Requests already taken, by peer and message id: retransmissions must not provision twice. */
+  private readonly seen = new Map<string, number>();
+  private readonly peersGone = new Set<AbortController>();
+
+  constructor(private readonly context: CoapServerContext) {
+    this.server = coap.createServer({
+      piggybackReplyMs: PIGGYBACK_REPLY_MS,
+      // Without this a second emulator could bind the same port and the first would never know.
+      reuseAddr: false,
+    });
+    this.server.on('request', (req: CoapRequest, res: CoapResponse) => this.route(req, res));
+  }
+
+  listen(port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      this.server.once('error', onError);
+      this.server.listen(port, host, (error?: Error) => {
+        this.server.off('error', onError);
+        if (error !== undefined) return reject(error);
+        const socket = this.server._sock as { address(): AddressInfo };
+        // Later socket errors (ICMP noise) must not crash the process.
+        this.server.on('error', () => undefined);
+        resolve(socket.address().port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    for (const res of this.open) cancelPiggyback(res);
+    this.open.clear();
+    for (const peerGone of this.peersGone) peerGone.abort();
+    this.peersGone.clear();
+    const socket = this.server._sock;
+    // The library closes its socket without waiting; stop() must return only once it is gone.
+    const socketClosed =
+      socket instanceof dgram.Socket
+        ? new Promise<void>((resolve) => socket.once('close', () => resolve()))
+        : Promise.resolve();
+    this.server.close();
+    return socketClosed;
+  }
+
+  private route(req: CoapRequest, res: CoapResponse): void {
+    const path = req.url.split('?')[0];
+    if (path === PROVISION_PATH) {
+      if (req.method !== 'POST') return this.reply(res, '4.05');
+      void this.provision(req, res);
+      return;
+    }
+    const deviceCall = DEVICE_API_PATH.exec(path);
+    if (deviceCall !== null) return this.deviceApi(req, res, deviceCall[1], deviceCall[2]);
+    this.reply(res, '4.04');
+  }
+
+  private async provision(req: CoapRequest, res: CoapResponse): Promise<void> {
+    if (this.isRetransmission(req)) {
+      // The library answers retransmissions it has a reply for; this one is still being worked on.
+      this.forget(res);
+      return;
+    }
+    this.open.add(res);
+    const peerGone = new AbortController();
+    this.peersGone.add(peerGone);
+    const verdict = await this.context.desk.receive(
+      'coap',
+      req.payload ?? Buffer.alloc(0),
+      peerGone.signal,
+    );
+    switch (verdict.kind) {
+      case 'answer':
+        // 2.01 for SUCCESS, 4.00 with the same JSON for NOT_FOUND and FAILURE; text/plain, not JSON.
+        this.reply(res, verdict.status === 'SUCCESS' ? '2.01' : '4.00', verdict.body);
+        break;
+      case 'malformed':
+        this.reply(res, '4.00');
+        break;
+      case 'internal-error':
+        this.reply(res, '5.00');
+        break;
+      case 'drop':
+        this.forget(res);
+        break;
+      case 'hold':
+        // The empty ACK still goes after 500 ms: accepted, never answered.
+        return;
+    }
+    this.peersGone.delete(peerGone);
+  }
+
+  private deviceApi(req: CoapRequest, res: CoapResponse, token: string, call: string): void {
+    const device = this.context.tenant.deviceByAccessToken(token);
+    if (device === undefined) {
+      this.context.desk.note('coap', `${call} refused: unknown token ${mask(token)} -> 4.01`);
+      return this.reply(res, '4.01');
+    }
+    if (req.method === 'GET' && call === 'attributes') {
+      const attributes =
+        Object.keys(device.attributes).length > 0
+          ? JSON.stringify({ client: device.attributes })
+          : '{}';
+      return this.reply(res, '2.05', attributes);
+    }
+    if (req.method !== 'POST') return this.reply(res, '4.05');
+    let data: unknown;
+    try {
+      data = JSON.parse((req.payload ?? Buffer.alloc(0)).toString('utf8'));
+    } catch {
+      return this.reply(res, '4.00');
+    }
+    if (call === 'telemetry') {
+      device.telemetry.push(data);
+    } else if (typeof data === 'object' && data !== null && !Array.isArray(data)) {
+      Object.assign(device.attributes, data);
+    }
+    this.context.desk.note('coap', `${call} from ${JSON.stringify(device.name)}`);
+    this.reply(res, '2.01');
+  }
+
+  private reply(res: CoapResponse, code: string, body?: string): void {
+    this.open.delete(res);
+    res.code = code;
+    if (body === undefined) {
+      res.end();
+      return;
+    }
+    res.setOption('Content-Format', 'text/plain');
+    res.end(Buffer.from(body, 'utf8'));
+  }
+
+  /** Never answer this exchange, not even with an empty ACK. */
+  private forget(res: CoapResponse): void {
+    this.open.delete(res);
+    cancelPiggyback(res);
+  }
+
+  private isRetransmission(req: CoapRequest): boolean {
+    const now = Date.now();
+    for (const [key, at] of this.seen) {
+      if (now - at < EXCHANGE_LIFETIME_MS) break;
+      this.seen.delete(key);
+    }
+    const key = `${req.rsinfo.address}:${req.rsinfo.port}/${req._packet.messageId}`;
+    if (this.seen.has(key)) return true;
+    this.seen.set(key, now);
+    return false;
+  }
+}
+
+/** The library's pending empty-ACK timer would otherwise fire later, even on a closed socket. */
+function cancelPiggyback(res: CoapResponse): void {
+  if (res._ackTimer != null) clearTimeout(res._ackTimer);
+  res._ackTimer = null;
+}

@@ -1,0 +1,215 @@
+/**
+ * The provisioning desk every transport hands its requests to: reads the request, applies the test
+ * faults, decides the outcome, records it, and says what the transport must do on the wire.
+ */
+
+import { FAILURE_BODY, NOT_FOUND_BODY, mask, successBody } from './format';
+import { readProvisionRequest } from './request';
+import type { Tenant, ProvisionOutcome } from './state';
+import type { FaultSpec, RecordedRequest } from './types';
+
+export type TransportName = RecordedRequest['transport'];
+
+/** What the transport must do with a provisioning request. */
+export type Verdict =
+  /** Send this status and body (HTTP 200, CoAP 2.01/4.00, MQTT PUBACK + response). */
+  | { kind: 'answer'; status: 'SUCCESS' | 'NOT_FOUND' | 'FAILURE'; body: string }
+  /** The parser refused the payload (HTTP 500 JSON, CoAP 4.00 empty, MQTT PUBACK 0x83 + close). */
+  | { kind: 'malformed'; reason: string }
+  /** HTTP 500 empty, CoAP 5.00, MQTT PUBACK 0x83 + close. */
+  | { kind: 'internal-error' }
+  /** Close the connection without a word (CoAP: drop the request silently). */
+  | { kind: 'drop' }
+  /** Accept and never answer; the transport keeps the exchange open until the peer or stop() ends it. */
+  | { kind: 'hold' };
+
+/** Faults take turns in this order; each applies to the next N requests once the earlier are spent. */
+const COUNTED_FAULTS = [
+  'neverAnswerFirst',
+  'closeWithoutAnswerFirst',
+  'internalErrorFirst',
+  'loseAnswerFirst',
+] as const;
+type CountedFault = (typeof COUNTED_FAULTS)[number];
+
+const FAULT_OUTCOME: Record<CountedFault, string> = {
+  neverAnswerFirst: 'never answered (fault)',
+  closeWithoutAnswerFirst: 'closed without answer (fault)',
+  internalErrorFirst: 'internal error (fault)',
+  loseAnswerFirst: 'answer lost (fault)',
+};
+
+export class ProvisioningDesk {
+  readonly requests: RecordedRequest[] = [];
+  inFlight = 0;
+  maxConcurrent = 0;
+  private faults: FaultSpec = {};
+  private faultCounts = new Map<CountedFault, number>();
+  private readonly delays = new Set<NodeJS.Timeout>();
+  private readonly holds = new Set<() => void>();
+  private stopped = false;
+
+  constructor(
+    private readonly tenant: Tenant,
+    private readonly log?: (line: string) => void,
+  ) {}
+
+  get noSuback(): boolean {
+    return this.faults.noSuback === true;
+  }
+
+  setFaults(faults: FaultSpec): void {
+    this.faults = { ...faults };
+    this.faultCounts = new Map();
+  }
+
+  resetStats(): void {
+    this.requests.length = 0;
+    this.maxConcurrent = this.inFlight;
+  }
+
+  /**
+   * Handles one provisioning request. `peerGone` aborts when the client goes away; it only matters
+   * for held requests, which stay in flight until then (or until stop()).
+   */
+  async receive(
+    transport: TransportName,
+    payload: Buffer,
+    peerGone: AbortSignal,
+  ): Promise<Verdict> {
+    const record: RecordedRequest = {
+      transport,
+      body: undefined,
+      outcome: 'pending',
+      at: Date.now(),
+    };
+    this.requests.push(record);
+    const reading = readProvisionRequest(payload);
+    record.body = reading.body;
+    if (!reading.ok) {
+      record.outcome = `malformed: ${reading.reason}`;
+      this.write(transport, `provision request refused: ${reading.reason}`);
+      return { kind: 'malformed', reason: reading.reason };
+    }
+    const request = reading.request;
+    const subject = `provision device ${describeName(request.deviceName)} (key ${mask(request.provisionDeviceKey)})`;
+    this.enter();
+    const fault = this.takeFault();
+    if (fault === 'neverAnswerFirst') {
+      record.outcome = FAULT_OUTCOME[fault];
+      this.write(transport, `${subject} -> no answer (fault neverAnswerFirst)`);
+      this.holdUntil(peerGone);
+      return { kind: 'hold' };
+    }
+    try {
+      await this.delay();
+      if (fault === 'closeWithoutAnswerFirst' || fault === 'internalErrorFirst') {
+        record.outcome = FAULT_OUTCOME[fault];
+        this.write(transport, `${subject} -> ${FAULT_OUTCOME[fault]}`);
+        return fault === 'internalErrorFirst' ? { kind: 'internal-error' } : { kind: 'drop' };
+      }
+      const outcome = this.tenant.provision(request);
+      const verdict = answerFor(outcome);
+      const result = describeOutcome(outcome);
+      if (fault === 'loseAnswerFirst') {
+        record.outcome = `${outcome.status}, ${FAULT_OUTCOME[fault]}`;
+        this.write(transport, `${subject} -> ${result}, answer lost (fault loseAnswerFirst)`);
+        return { kind: 'drop' };
+      }
+      record.outcome = outcome.status;
+      this.write(transport, `${subject} -> ${result}`);
+      return verdict;
+    } finally {
+      this.leave();
+    }
+  }
+
+  /** Releases held requests and pending delays; nothing of the desk outlives this. */
+  stop(): void {
+    this.stopped = true;
+    for (const timer of this.delays) clearTimeout(timer);
+    this.delays.clear();
+    for (const release of [...this.holds]) release();
+  }
+
+  /** A line about something other than provisioning (device API), same format. */
+  note(transport: TransportName, text: string): void {
+    this.write(transport, text);
+  }
+
+  private write(transport: TransportName, text: string): void {
+    this.log?.(`${transport.padEnd(5)} ${text}`);
+  }
+
+  private takeFault(): CountedFault | undefined {
+    for (const fault of COUNTED_FAULTS) {
+      const limit = this.faults[fault] ?? 0;
+      const used = this.faultCounts.get(fault) ?? 0;
+      if (used < limit) {
+        this.faultCounts.set(fault, used + 1);
+        return fault;
+      }
+    }
+    return undefined;
+  }
+
+  private delay(): Promise<void> {
+    const ms = this.faults.answerDelayMs ?? 0;
+    if (ms <= 0) return Promise.resolve();
+    // A stopped desk never resolves: the transports are closed, so nobody waits for it.
+    return new Promise((resolve) => {
+      if (this.stopped) return;
+      const timer = setTimeout(() => {
+        this.delays.delete(timer);
+        resolve();
+      }, ms);
+      this.delays.add(timer);
+    });
+  }
+
+  private enter(): void {
+    this.inFlight++;
+    if (this.inFlight > this.maxConcurrent) this.maxConcurrent = this.inFlight;
+  }
+
+  private leave(): void {
+    this.inFlight--;
+  }
+
+  private holdUntil(peerGone: AbortSignal): void {
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.holds.delete(release);
+      peerGone.removeEventListener('abort', release);
+      this.leave();
+    };
+    this.holds.add(release);
+    if (peerGone.aborted || this.stopped) release();
+    else peerGone.addEventListener('abort', release);
+  }
+}
+
+function answerFor(outcome: ProvisionOutcome): Verdict {
+  switch (outcome.status) {
+    case 'SUCCESS':
+      return { kind: 'answer', status: 'SUCCESS', body: successBody(outcome.credentials) };
+    case 'NOT_FOUND':
+      return { kind: 'answer', status: 'NOT_FOUND', body: NOT_FOUND_BODY };
+    case 'FAILURE':
+      return { kind: 'answer', status: 'FAILURE', body: FAILURE_BODY };
+  }
+}
+
+function describeName(name: string): string {
+  return name === '' ? '(no name)' : JSON.stringify(name);
+}
+
+function describeOutcome(outcome: ProvisionOutcome): string {
+  if (outcome.status !== 'SUCCESS') return `${outcome.status} (${outcome.reason})`;
+  const named = outcome.generatedName
+    ? `, name generated: ${JSON.stringify(outcome.device.name)}`
+    : '';
+  return `SUCCESS ${outcome.credentials.credentialsType}${named}`;
+}
