@@ -53,6 +53,9 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
   before(async function () {
     this.timeout(300_000);
     fs.mkdirSync(outputDir, { recursive: true });
+    for (const old of fs.readdirSync(outputDir).filter((file) => file.startsWith('failed-'))) {
+      fs.rmSync(path.join(outputDir, old));
+    }
     work = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'tb-e2e-'));
     const tarball = await packPackage(work);
     const userDir = await createUserDir(tarball);
