@@ -193,13 +193,14 @@ export function registerProvisionNode(RED: NodeAPI): void {
       provision(message, seen).then(
         (result) => {
           Object.assign(message, outputFields(result, serverInfo(), transport, mqttConnect));
-          status.setResult({
+          // Translated only if shown: at most one status per 100 ms reaches the editor.
+          status.setResult(() => ({
             fill: result.cached ? 'yellow' : 'green',
             shape: 'dot',
             text: t(result.cached ? 'status.cached' : 'status.provisioned', {
               device: result.deviceName,
             }),
-          });
+          }));
           send(message);
           done();
         },
@@ -217,11 +218,11 @@ export function registerProvisionNode(RED: NodeAPI): void {
             message.payload = { ...saved.payload, ...(message.payload as object), deviceName };
           }
           const detail = isCancelledError(err) ? t('errors.closing') : failure.message;
-          status.setResult({
+          status.setResult(() => ({
             fill: 'red',
             shape: 'ring',
             text: t('status.failed', { status: failure.status }),
-          });
+          }));
           const report = new Error(
             t('errors.failed', {
               device: nameForText(deviceName),

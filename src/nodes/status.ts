@@ -5,6 +5,9 @@ export interface NodeStatus {
   text?: string;
 }
 
+/** A status, or how to make it: the text is only translated when the status is actually shown. */
+export type StatusSource = NodeStatus | (() => NodeStatus);
+
 export interface Activity {
   inFlight: number;
   queued: number;
@@ -16,7 +19,7 @@ export interface Activity {
  */
 export class StatusReporter {
   private activity: Activity = { inFlight: 0, queued: 0 };
-  private lastResult: NodeStatus = {};
+  private lastResult: StatusSource = {};
   private shown?: NodeStatus;
   private timer?: NodeJS.Timeout;
   private lastShownAt = 0;
@@ -32,7 +35,7 @@ export class StatusReporter {
     this.schedule();
   }
 
-  setResult(status: NodeStatus): void {
+  setResult(status: StatusSource): void {
     this.lastResult = status;
     this.schedule();
   }
@@ -44,7 +47,8 @@ export class StatusReporter {
 
   private current(): NodeStatus {
     const busy = this.activity.inFlight + this.activity.queued > 0;
-    return busy ? this.busyStatus(this.activity) : this.lastResult;
+    if (busy) return this.busyStatus(this.activity);
+    return typeof this.lastResult === 'function' ? this.lastResult() : this.lastResult;
   }
 
   private schedule(): void {
