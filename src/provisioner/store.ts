@@ -24,6 +24,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CREDENTIALS_TYPES } from '../protocol/types';
+import { removeFiles, writeFileDurably } from './durable-file';
 import type { StoredEntry } from './types';
 
 export const STORE_FORMAT = 'thingsboard-provision-credentials';
@@ -437,33 +438,19 @@ class StoreCore {
       this.warn(`Could not rewrite the credentials file ${this.filePath}: ${errorText(err)}`);
       return;
     }
-    for (const s of folded) {
-      this.segments.delete(s);
-      // A segment left behind by a failed removal is ignored on load (sequence <= snapshot's).
-      await fs.rm(path.join(this.dir, this.segmentName(s)), { force: true }).catch(() => undefined);
-    }
+    for (const s of folded) this.segments.delete(s);
+    // A segment left behind by a failed removal is ignored on load (sequence <= snapshot's).
+    await removeFiles(folded.map((s) => path.join(this.dir, this.segmentName(s)))).catch(
+      () => undefined,
+    );
   }
 
   /** Complete new file, fsync, rename over `name`, fsync the folder. Returns the bytes written. */
   private async writeDurably(name: string, content: string): Promise<number> {
     await this.ensureDirectory();
     const temp = path.join(this.dir, `${this.base}.tmp-${process.pid}-${++this.tempCounter}`);
-    const data = Buffer.from(content, 'utf8');
-    let handle: fs.FileHandle | undefined;
-    try {
-      handle = await fs.open(temp, 'wx', 0o600);
-      await handle.writeFile(data);
-      await handle.sync();
-      await handle.close();
-      handle = undefined;
-      await fs.rename(temp, path.join(this.dir, name));
-    } catch (err) {
-      await handle?.close().catch(() => undefined);
-      await fs.rm(temp, { force: true }).catch(() => undefined);
-      throw err;
-    }
-    await fsyncDirectory(this.dir);
-    return data.length;
+    await writeFileDurably(this.dir, temp, path.join(this.dir, name), content);
+    return Buffer.byteLength(content, 'utf8');
   }
 
   private async ensureDirectory(): Promise<void> {
