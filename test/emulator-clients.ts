@@ -214,7 +214,12 @@ export interface HttpReply {
 export function httpRequest(
   port: number,
   path: string,
-  options: { method?: string; body?: string | Buffer; agent?: http.Agent } = {},
+  options: {
+    method?: string;
+    body?: string | Buffer;
+    agent?: http.Agent;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -224,6 +229,7 @@ export function httpRequest(
         path,
         method: options.method ?? 'POST',
         agent: options.agent ?? false,
+        signal: options.signal,
         headers: { 'Content-Type': 'application/json' },
       },
       (res) => {
@@ -244,8 +250,12 @@ export function httpRequest(
   });
 }
 
-export async function provisionOverHttp(port: number, body: string | Buffer): Promise<HttpReply> {
-  return httpRequest(port, '/api/v1/provision', { body });
+export async function provisionOverHttp(
+  port: number,
+  body: string | Buffer,
+  signal?: AbortSignal,
+): Promise<HttpReply> {
+  return httpRequest(port, '/api/v1/provision', { body, signal });
 }
 
 // ---------------------------------------------------------------- CoAP
@@ -348,6 +358,24 @@ export class RawCoapPeer {
     while (this.received.length < count) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new Error(`only ${this.received.length} CoAP messages received`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, remaining);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The first message that is not an empty ACK, or undefined after timeoutMs. */
+  async response(timeoutMs: number): Promise<ParsedPacket | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.received.find(({ packet }) => packet.code !== '0.00');
+      if (found !== undefined) return found.packet;
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return undefined;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, remaining);
         this.waiters.push(() => {

@@ -124,6 +124,17 @@ export class ProvisioningDesk {
     }
   }
 
+  /** A provisioning request refused before parsing (HTTP's empty body): recorded and logged. */
+  refuse(transport: TransportName, reason: string, result: string): void {
+    this.requests.push({
+      transport,
+      body: undefined,
+      outcome: `malformed: ${reason}`,
+      at: Date.now(),
+    });
+    this.write(transport, `provision request refused: ${reason} -> ${result}`);
+  }
+
   /** Releases held requests and pending delays; nothing of the desk outlives this. */
   stop(): void {
     this.stopped = true;

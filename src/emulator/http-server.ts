@@ -82,7 +82,7 @@ export class HttpServer {
     if (body === undefined) return reply(res, 413);
     if (body.length === 0) {
       const message = 'Required request body is missing';
-      this.context.desk.note('http', 'provision request refused: empty body -> 400');
+      this.context.desk.refuse('http', 'empty body', '400');
       return reply(
         res,
         400,

@@ -82,6 +82,8 @@ export class MqttServer {
 
   private accept(socket: net.Socket): void {
     this.track(socket);
+    // As Netty does by default; otherwise Nagle holds the answer back behind its PUBACK.
+    socket.setNoDelay(true);
     const session = new MqttSession(socket, this.context);
     this.sessions.add(session);
     socket.once('close', () => this.sessions.delete(session));
