@@ -204,6 +204,24 @@ describe('emulator CoAP', () => {
     assert.ok(peer.received.every(({ packet }) => packet.code !== '4.00'));
   });
 
+  it('an answer over 1 KiB comes block-wise, every block keeping the code 2.01', async () => {
+    const certificate = `${'A'.repeat(1000)}end`;
+    const reply = await provisionOverCoap(
+      emulator.ports.coap,
+      request(CREATE, {
+        deviceName: 'big',
+        credentialsType: 'X509_CERTIFICATE',
+        hash: certificate,
+      }),
+    );
+    assert.equal(reply.code, '2.01');
+    assert.equal(
+      reply.body,
+      `{"credentialsValue":"${certificate}","credentialsType":"X509_CERTIFICATE","status":"SUCCESS"}`,
+    );
+    assert.equal(emulator.requests.length, 1, 'later blocks are not new requests');
+  });
+
   it('device API: telemetry 2.01 with a known token (recorded), 4.01 otherwise', async () => {
     const ok = await coapRequest(
       emulator.ports.coap,

@@ -157,6 +157,20 @@ describe('emulator faults', () => {
         );
       });
 
+      it('a delay reaching the server timeout: internal error at the timeout, the device created later', async () => {
+        await restart({ provisionTimeoutMs: 300, faults: { answerDelayMs: 700 } });
+        const started = Date.now();
+        const seen = await attempt(transport, emulator, request(CREATE, { deviceName: 'late' }));
+        const expected = { mqtt: 'puback 0x83', http: '500 empty', coap: '5.00 empty' }[transport];
+        assert.deepEqual(seen, { kind: 'error-code', code: expected });
+        const elapsed = Date.now() - started;
+        assert.ok(elapsed >= 290 && elapsed < 650, `answered at the timeout (${elapsed} ms)`);
+        assert.equal(emulator.device('late'), undefined);
+        await sleep(700 - elapsed + 100);
+        assert.ok(emulator.device('late'), 'created once the delay ended');
+        assert.equal(emulator.requests[0].outcome, 'internal error (server timeout), then SUCCESS');
+      });
+
       it('answerDelayMs: every answer waits that long', async () => {
         emulator.setFaults({ answerDelayMs: 300 });
         const started = Date.now();

@@ -6,7 +6,7 @@
 import * as coap from 'coap';
 import * as dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
-import type { ProvisioningDesk } from './desk';
+import type { ProvisioningDesk, Verdict } from './desk';
 import { mask } from './format';
 import type { Tenant } from './state';
 
@@ -19,6 +19,8 @@ const DEVICE_API_PATH = /^\/api\/v1\/([^/]+)\/(telemetry|attributes)$/;
 const PIGGYBACK_REPLY_MS = 500;
 /** RFC 7252 EXCHANGE_LIFETIME: how long a message id is remembered for deduplication. */
 const EXCHANGE_LIFETIME_MS = 247_000;
+/** The library sends answers of this size or more block-wise (RFC 7959 Block2). */
+const BLOCKWISE_FROM_BYTES = 1024;
 
 export interface CoapServerContext {
   tenant: Tenant;
@@ -32,6 +34,8 @@ export class CoapServer {
   /** Requests already taken, by peer and message id: retransmissions must not provision twice. */
   private readonly seen = new Map<string, number>();
   private readonly peersGone = new Set<AbortController>();
+  /** Block-wise answers by peer and token, for the client's requests for the next blocks. */
+  private readonly blockAnswers = new Map<string, { code: string; body: Buffer; at: number }>();
 
   constructor(private readonly context: CoapServerContext) {
     this.server = coap.createServer({
@@ -76,6 +80,7 @@ export class CoapServer {
     const path = req.url.split('?')[0];
     if (path === PROVISION_PATH) {
       if (req.method !== 'POST') return this.reply(res, '4.05');
+      if (requestedBlock(req) > 0) return this.nextBlock(req, res);
       void this.provision(req, res);
       return;
     }
@@ -93,15 +98,20 @@ export class CoapServer {
     this.open.add(res);
     const peerGone = new AbortController();
     this.peersGone.add(peerGone);
-    const verdict = await this.context.desk.receive(
-      'coap',
-      req.payload ?? Buffer.alloc(0),
-      peerGone.signal,
-    );
+    let verdict: Verdict;
+    try {
+      verdict = await this.context.desk.receive(
+        'coap',
+        req.payload ?? Buffer.alloc(0),
+        peerGone.signal,
+      );
+    } catch {
+      verdict = { kind: 'internal-error' };
+    }
     switch (verdict.kind) {
       case 'answer':
         // 2.01 for SUCCESS, 4.00 with the same JSON for NOT_FOUND and FAILURE; text/plain, not JSON.
-        this.reply(res, verdict.status === 'SUCCESS' ? '2.01' : '4.00', verdict.body);
+        this.reply(res, verdict.status === 'SUCCESS' ? '2.01' : '4.00', verdict.body, req);
         break;
       case 'malformed':
         this.reply(res, '4.00');
@@ -148,15 +158,44 @@ export class CoapServer {
     this.reply(res, '2.01');
   }
 
-  private reply(res: CoapResponse, code: string, body?: string): void {
+  private reply(res: CoapResponse, code: string, body?: string, req?: CoapRequest): void {
     this.open.delete(res);
     res.code = code;
     if (body === undefined) {
       res.end();
       return;
     }
+    const bytes = Buffer.from(body, 'utf8');
     res.setOption('Content-Format', 'text/plain');
-    res.end(Buffer.from(body, 'utf8'));
+    res.end(bytes);
+    if (req !== undefined && bytes.length >= BLOCKWISE_FROM_BYTES)
+      this.keepBlocks(req, code, bytes);
+  }
+
+  /**
+   * The library replays later blocks from its own cache with code 2.05; Californium keeps the
+   * answer's code on every block, so the emulator serves them itself.
+   */
+  private keepBlocks(req: CoapRequest, code: string, body: Buffer): void {
+    const now = Date.now();
+    for (const [key, entry] of this.blockAnswers) {
+      if (now - entry.at < EXCHANGE_LIFETIME_MS) break;
+      this.blockAnswers.delete(key);
+    }
+    this.blockAnswers.set(blockKey(req), { code, body, at: now });
+    const libraryKey = this.server._toCacheKey(req, req._packet);
+    if (libraryKey !== null) this.server._block2Cache.remove(libraryKey);
+  }
+
+  private nextBlock(req: CoapRequest, res: CoapResponse): void {
+    const answer = this.blockAnswers.get(blockKey(req));
+    if (answer === undefined) return this.reply(res, '4.08');
+    res.code = answer.code;
+    res.setOption('Content-Format', 'text/plain');
+    // The library cuts the requested block out of the whole body.
+    res.end(answer.body);
+    const libraryKey = this.server._toCacheKey(req, req._packet);
+    if (libraryKey !== null) this.server._block2Cache.remove(libraryKey);
   }
 
   /** Never answer this exchange, not even with an empty ACK. */
@@ -176,6 +215,17 @@ export class CoapServer {
     this.seen.set(key, now);
     return false;
   }
+}
+
+function blockKey(req: CoapRequest): string {
+  return `${req.rsinfo.address}:${req.rsinfo.port}/${req._packet.token?.toString('hex') ?? ''}`;
+}
+
+/** The block number a request asks for (0 without a Block2 option). */
+function requestedBlock(req: CoapRequest): number {
+  const option = req._packet.options?.find((candidate) => candidate.name === 'Block2');
+  if (option === undefined || !Buffer.isBuffer(option.value) || option.value.length === 0) return 0;
+  return option.value.readUIntBE(0, option.value.length) >> 4;
 }
 
 /** The library's pending empty-ACK timer would otherwise fire later, even on a closed socket. */

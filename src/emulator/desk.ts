@@ -4,7 +4,7 @@
  */
 
 import { FAILURE_BODY, NOT_FOUND_BODY, mask, successBody } from './format';
-import { readProvisionRequest } from './request';
+import { readProvisionRequest, type ParsedProvisionRequest } from './request';
 import type { Tenant, ProvisionOutcome } from './state';
 import type { FaultSpec, RecordedRequest } from './types';
 
@@ -52,6 +52,8 @@ export class ProvisioningDesk {
   constructor(
     private readonly tenant: Tenant,
     private readonly log?: (line: string) => void,
+    /** The server's own processing timeout (ThingsBoard: 10 s). */
+    private readonly timeoutMs = 10_000,
   ) {}
 
   get noSuback(): boolean {
@@ -102,13 +104,22 @@ export class ProvisioningDesk {
       return { kind: 'hold' };
     }
     try {
-      await this.delay();
+      const delayMs = this.faults.answerDelayMs ?? 0;
+      if (fault === undefined && delayMs >= this.timeoutMs) {
+        return await this.timeOut(transport, record, subject, request, delayMs);
+      }
+      await this.sleep(delayMs);
       if (fault === 'closeWithoutAnswerFirst' || fault === 'internalErrorFirst') {
         record.outcome = FAULT_OUTCOME[fault];
         this.write(transport, `${subject} -> ${FAULT_OUTCOME[fault]}`);
         return fault === 'internalErrorFirst' ? { kind: 'internal-error' } : { kind: 'drop' };
       }
-      const outcome = this.tenant.provision(request);
+      const outcome = this.provision(request);
+      if (outcome === undefined) {
+        record.outcome = 'internal error';
+        this.write(transport, `${subject} -> internal error`);
+        return { kind: 'internal-error' };
+      }
       const verdict = answerFor(outcome);
       const result = describeOutcome(outcome);
       if (fault === 'loseAnswerFirst') {
@@ -164,8 +175,41 @@ export class ProvisioningDesk {
     return undefined;
   }
 
-  private delay(): Promise<void> {
-    const ms = this.faults.answerDelayMs ?? 0;
+  /**
+   * The server gives up waiting after its timeout and answers an internal error, but the request
+   * goes on: the device may be created afterwards, unknown to the client.
+   */
+  private async timeOut(
+    transport: TransportName,
+    record: RecordedRequest,
+    subject: string,
+    request: ParsedProvisionRequest,
+    delayMs: number,
+  ): Promise<Verdict> {
+    await this.sleep(this.timeoutMs);
+    record.outcome = 'internal error (server timeout)';
+    this.write(
+      transport,
+      `${subject} -> internal error (server timeout after ${this.timeoutMs} ms)`,
+    );
+    void this.sleep(delayMs - this.timeoutMs).then(() => {
+      const outcome = this.provision(request);
+      if (outcome === undefined) return;
+      record.outcome = `internal error (server timeout), then ${outcome.status}`;
+      this.write(transport, `${subject} -> ${describeOutcome(outcome)} after the server timeout`);
+    });
+    return { kind: 'internal-error' };
+  }
+
+  private provision(request: ParsedProvisionRequest): ProvisionOutcome | undefined {
+    try {
+      return this.tenant.provision(request);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
     if (ms <= 0) return Promise.resolve();
     // A stopped desk never resolves: the transports are closed, so nobody waits for it.
     return new Promise((resolve) => {

@@ -59,7 +59,7 @@ export class Emulator {
 
   private constructor(private readonly options: EmulatorOptions) {
     this.host = options.host ?? '127.0.0.1';
-    this.desk = new ProvisioningDesk(this.tenant, options.log);
+    this.desk = new ProvisioningDesk(this.tenant, options.log, options.provisionTimeoutMs);
     for (const profile of options.profiles ?? []) this.tenant.addProfile(profile);
     for (const device of options.devices ?? []) this.tenant.addDevice(device);
     this.desk.setFaults(options.faults ?? {});

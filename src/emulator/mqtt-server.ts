@@ -6,7 +6,7 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { generate, parser, type Packet, type IConnectPacket } from 'mqtt-packet';
-import type { ProvisioningDesk } from './desk';
+import type { ProvisioningDesk, Verdict } from './desk';
 import { mask } from './format';
 import type { Tenant } from './state';
 import type { EmulatedDevice, EmulatorTlsOptions } from './types';
@@ -274,7 +274,12 @@ class MqttSession {
       return;
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    const verdict = await this.context.desk.receive('mqtt', payload, this.peerGone.signal);
+    let verdict: Verdict;
+    try {
+      verdict = await this.context.desk.receive('mqtt', payload, this.peerGone.signal);
+    } catch {
+      verdict = { kind: 'internal-error' };
+    }
     if (this.socket.destroyed || this.closing) return;
     switch (verdict.kind) {
       case 'answer':

@@ -66,6 +66,12 @@ export interface EmulatorOptions {
   /** Pre-provisioned devices (for the check-pre-provisioned strategies). */
   devices?: Array<{ name: string; profile: string; credentials: EmulatedCredentials }>;
   faults?: FaultSpec;
+  /**
+   * The server's processing timeout (default 10000, as ThingsBoard). A request whose answerDelayMs
+   * reaches it is answered as an internal error at the timeout and still processed when the delay
+   * ends, so the device can appear after the client was told the request failed.
+   */
+  provisionTimeoutMs?: number;
   /** Milliseconds after an MQTT provisioning answer before the server closes the connection. */
   mqttCloseAfterAnswerMs?: number;
   /** Called with one line per answered request (secrets masked). */
