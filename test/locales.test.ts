@@ -70,6 +70,7 @@ const RUNTIME_KEYS: Record<string, string[]> = {
   'thingsboard-provision.errors.closing': [],
   'thingsboard-provision.errors.notSaved': ['error'],
   'thingsboard-provision.errors.failed': ['detail', 'device', 'status'],
+  'thingsboard-provision.errors.failedNoName': ['detail', 'status'],
   'thingsboard-provision.warn.verifyOff': ['host'],
   'thingsboard-provision.warn.storeDamaged': ['movedTo'],
   'thingsboard-provision.warn.storeError': ['error'],

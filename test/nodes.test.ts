@@ -121,6 +121,24 @@ describe('thingsboard-provision node', function () {
       });
     }
 
+    it('leads the error text with the advice when no name is known, and names a known one', async function () {
+      await loadFlow(provisionFlow(emulator), keys(), userDir);
+      const caught = new Collector('caught');
+      send({});
+      const [missing] = await caught.waitFor(1);
+      // The debug sidebar shows only the first words of an error until it is expanded.
+      assert.match(
+        String(missing.error?.message),
+        /^(Error: )?Provisioning failed \(INVALID_INPUT\): No device name: set msg\.deviceName/,
+      );
+      send({ deviceName: 'x'.repeat(256) });
+      const named = (await caught.waitFor(2))[1];
+      assert.match(
+        String(named.error?.message),
+        /^(Error: )?Provisioning "x{64}…" failed \(INVALID_INPUT\)/,
+      );
+    });
+
     const sources: Array<[string, string, (flowCtx: Record<string, unknown>) => void]> = [
       ['str', 'fixed-name', () => undefined],
       ['msg', 'payload.name', () => undefined],

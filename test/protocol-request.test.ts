@@ -72,7 +72,13 @@ describe('protocol: validateDeviceName', () => {
     assert.equal(validateDeviceName('a\u00a0b'), 'a\u00a0b');
   });
 
-  for (const raw of [undefined, null, 42, 0, true, false, {}, ['dev'], Buffer.from('dev')]) {
+  it('refuses a missing name with the advice first, since the editor shows only the start', () => {
+    const err = thrown(() => validateDeviceName(undefined));
+    assert.match(err.message, /^No device name: set msg\.deviceName, or choose a fixed name/);
+    assert.match(err.message, /Device name field/);
+  });
+
+  for (const raw of [null, 42, 0, true, false, {}, ['dev'], Buffer.from('dev')]) {
     it(`refuses ${Array.isArray(raw) ? 'an array' : typeof raw} ${String(raw)} naming its type`, () => {
       const err = thrown(() => validateDeviceName(raw));
       assert.match(err.message, /must be a string/);
@@ -84,7 +90,6 @@ describe('protocol: validateDeviceName', () => {
   it('names the given type precisely', () => {
     assert.match(thrown(() => validateDeviceName(7)).message, /a number was given/);
     assert.match(thrown(() => validateDeviceName(null)).message, /null was given/);
-    assert.match(thrown(() => validateDeviceName(undefined)).message, /undefined/);
     assert.match(thrown(() => validateDeviceName([])).message, /an array was given/);
     assert.match(thrown(() => validateDeviceName({})).message, /an object was given/);
     assert.match(thrown(() => validateDeviceName(true)).message, /a boolean was given/);

@@ -57,7 +57,7 @@ const BAD_INPUTS: BadInput[] = [
   { label: 'a Buffer as name', msg: { deviceName: Buffer.from('pump') }, says: /a Buffer/ },
   { label: 'a boolean as name', msg: { deviceName: true }, says: /a boolean/ },
   { label: 'null as name', msg: { deviceName: null }, says: /must be a string.*null/ },
-  { label: 'no name at all', msg: {}, says: /must be a string/ },
+  { label: 'no name at all', msg: {}, says: /^No device name: set msg\.deviceName/ },
   { label: 'a blank name', msg: { deviceName: ' \t ' }, says: /only whitespace/ },
   // msg.gateway.
   { label: 'msg.gateway "yes"', msg: { deviceName: 'gw-1', gateway: 'yes' }, says: /gateway/ },

@@ -59,8 +59,7 @@ function numberSetting(value: unknown, fallback: number, min: number): number {
 }
 
 /** The device name for an error text: as given when clean, else quoted, escaped and cut short. */
-function nameForText(name: string | undefined): string {
-  if (name === undefined) return '?';
+function nameForText(name: string): string {
   const clean = name.length <= MAX_DEVICE_NAME_LENGTH && findBadCharacter(name) === undefined;
   return clean ? name : quotePrefix(name, 64);
 }
@@ -223,12 +222,15 @@ export function registerProvisionNode(RED: NodeAPI): void {
             shape: 'ring',
             text: t('status.failed', { status: failure.status }),
           }));
+          // Without a name the sentence leaves it out rather than showing a placeholder.
           const report = new Error(
-            t('errors.failed', {
-              device: nameForText(deviceName),
-              status: failure.status,
-              detail,
-            }),
+            deviceName
+              ? t('errors.failed', {
+                  device: nameForText(deviceName),
+                  status: failure.status,
+                  detail,
+                })
+              : t('errors.failedNoName', { status: failure.status, detail }),
           );
           done(report);
         },

@@ -28,6 +28,8 @@ export const MAX_PROVISION_KEY_LENGTH = 1024;
 /** A device certificate in PEM, in UTF-8 bytes. */
 export const MAX_CERTIFICATE_BYTES = 16 * 1024;
 
+const DEVICE_NAME_HINT =
+  "set msg.deviceName, or choose a fixed name (type string) in the node's Device name field.";
 const CONFIG_HINT =
   'set it on the ThingsBoard server config node (copy it from the device profile)';
 
@@ -37,10 +39,11 @@ function invalidInput(message: string): ProvisionError {
 
 /** Returns the trimmed device name, or throws INVALID_INPUT saying what to fix. */
 export function validateDeviceName(raw: unknown): string {
+  // The advice leads: the editor's debug sidebar shows an error cut to its first words.
+  if (raw === undefined) throw invalidInput(`No device name: ${DEVICE_NAME_HINT}`);
   if (typeof raw !== 'string') {
     throw invalidInput(
-      `The device name must be a string, but ${describeType(raw)} was given: ` +
-        "set msg.deviceName or the node's Device name.",
+      `The device name must be a string, but ${describeType(raw)} was given: ${DEVICE_NAME_HINT}`,
     );
   }
   const name = raw.trim();

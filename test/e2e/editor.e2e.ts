@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import type * as EmulatorModule from '../../src/emulator';
 import { launchBrowser, type EditorBrowser } from './support/browser';
 import { assertJapanese, ShippedCatalog } from './support/catalog';
@@ -146,6 +146,47 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     );
   }
 
+  async function heightOf(locator: Locator): Promise<number> {
+    const box = await locator.boundingBox();
+    assert.ok(box, 'element is laid out');
+    return Math.round(box.height);
+  }
+
+  /** The server dialog's labels are as tall as the one-word Host label: none wraps. */
+  async function labelsOnOneLine(): Promise<void> {
+    const label = (id: string) => page.locator(`label[for="node-config-input-${id}"]`);
+    const oneLine = await heightOf(label('host'));
+    for (const id of ['provisionDeviceKey', 'provisionDeviceSecret']) {
+      assert.equal(await heightOf(label(id)), oneLine, `the ${id} label wraps`);
+    }
+  }
+
+  /** Ticking Use TLS moves default ports to their TLS twins and shows the TLS rows; unticking undoes it. */
+  async function useTlsMovesDefaultPorts(): Promise<void> {
+    const usetls = page.locator('#node-config-input-usetls');
+    const ports = () =>
+      Promise.all(
+        ['mqtt', 'http', 'coap'].map((t) =>
+          page.locator(`#node-config-input-${t}Port`).inputValue(),
+        ),
+      );
+    const tlsRows = () =>
+      Promise.all(
+        ['#node-config-row-tls', '#node-config-row-tls-tip'].map((id) =>
+          page.locator(id).isVisible(),
+        ),
+      );
+    assert.deepEqual(await ports(), ['1883', '8080', '5683']);
+    assert.deepEqual(await tlsRows(), [false, false], 'TLS rows hidden while TLS is off');
+    await usetls.check();
+    assert.deepEqual(await ports(), ['8883', '443', '5683']);
+    assert.deepEqual(await tlsRows(), [true, true], 'TLS rows shown once TLS is on');
+    await shot('config-dialog-tls');
+    await usetls.uncheck();
+    assert.deepEqual(await ports(), ['1883', '8080', '5683']);
+    assert.deepEqual(await tlsRows(), [false, false]);
+  }
+
   it('the runtime loads both node types from the installed tarball (admin API)', async function () {
     assert.ok(red);
     const sets = await adminJson<NodeSet[]>(red.url, 'nodes');
@@ -228,6 +269,8 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     for (const field of ['host', 'ports', 'provisionDeviceKey', 'provisionDeviceSecret']) {
       await seeInTray(en.text(`${CONFIG_TYPE}.label.${field}`));
     }
+    await useTlsMovesDefaultPorts();
+    await labelsOnOneLine();
     assert.ok(emulator);
     await page.locator('#node-config-input-name').fill('local emulator');
     await page.locator('#node-config-input-host').fill(emulator.host);
@@ -270,6 +313,11 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     const advice = squash(await error.innerText());
     if (!/msg\.deviceName/.test(advice)) console.log(await error.evaluate((e) => e.outerHTML));
     assert.match(advice, /msg\.deviceName/, `the error says where the name comes from: ${advice}`);
+    assert.ok(
+      advice.includes(en.text(`${PROVISION_TYPE}.errors.failedNoName`).split(' (')[0] + ' ('),
+      `no placeholder for the missing name: ${advice}`,
+    );
+    assert.match(advice, /\(INVALID_INPUT\): No device name: set msg\.deviceName/, advice);
     assert.equal(emulator?.requests.length, 0, 'nothing was sent to the server');
   });
 
@@ -383,6 +431,11 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     const node = editor.paletteNode(PROVISION_TYPE);
     await node.scrollIntoViewIfNeeded();
     assert.equal((await node.locator('.red-ui-palette-label').textContent())?.trim(), paletteLabel);
+    assert.equal(
+      await heightOf(node),
+      await heightOf(editor.paletteNode('inject')),
+      'the Japanese palette label fits on one line',
+    );
 
     const device = deviceFor(TRANSPORTS[TRANSPORTS.length - 1]);
     assert.equal(
@@ -417,6 +470,7 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
       assertJapanese(expected, `ja label.${field}`);
       await seeInTray(expected);
     }
+    await labelsOnOneLine();
     assert.equal(
       await page.locator('#node-config-input-provisionDeviceSecret').getAttribute('type'),
       'password',
