@@ -145,6 +145,8 @@ interface Flight {
   prepared: PreparedJob;
   controller: AbortController;
   participants: number;
+  /** Participants not yet answered or gone. */
+  waiting: number;
   /** Some participant wants the answer stored (read when the answer is in). */
   persist: boolean;
   promise: Promise<FlightOutcome>;
@@ -261,6 +263,10 @@ export class Provisioner {
   /** Every job and flight promise not yet settled, for close(). */
   private readonly active = new Set<Promise<unknown>>();
   private readonly closing = new AbortController();
+  /** How to cancel each waiting job on close(): a Set, since EventTarget's add walks every listener. */
+  private readonly leaveOnClose = new Set<() => void>();
+  /** Set once the store has loaded: later jobs skip waiting for it. */
+  private storeLoaded = false;
   private lastReported = { inFlight: 0, queued: 0 };
 
   constructor(options: ProvisionerOptions) {
@@ -299,6 +305,7 @@ export class Provisioner {
   /** Aborts queued and running jobs (they reject with ProvisionCancelledError) and waits for them. */
   async close(): Promise<void> {
     this.closing.abort();
+    for (const leave of [...this.leaveOnClose]) leave();
     for (const flight of this.flights.values()) flight.controller.abort();
     this.flights.clear();
     while (this.active.size > 0) await Promise.allSettled([...this.active]);
@@ -328,7 +335,10 @@ export class Provisioner {
       const prepared = this.prepare(job);
       secrets.push(...secretsOf(prepared.supplied));
       const store = job.persist ? this.requireStore() : undefined;
-      if (store) await this.untilReady(store, job.signal);
+      if (store && !this.storeLoaded) {
+        await this.untilReady(store, job.signal);
+        this.storeLoaded = true;
+      }
       if (this.closing.signal.aborted || job.signal?.aborted) throw new ProvisionCancelledError();
 
       // From here to joining or starting a flight nothing awaits, so one device has one flight.
@@ -418,6 +428,7 @@ export class Provisioner {
       prepared,
       controller: new AbortController(),
       participants: 0,
+      waiting: 0,
       persist: prepared.job.persist,
       promise: undefined as unknown as Promise<FlightOutcome>,
     };
@@ -436,47 +447,54 @@ export class Provisioner {
   /** One job's share of a flight: leaves on its own abort; the flight stops when all have left. */
   private participate(flight: Flight, job: ProvisionJob): Promise<ProvisionResult> {
     flight.participants++;
-    const signals = [job.signal, this.closing.signal];
+    flight.waiting++;
+    const { signal } = job;
     return new Promise<ProvisionResult>((resolve, reject) => {
       let left = false;
-      const stopListening = (): void => {
-        for (const signal of signals) signal?.removeEventListener('abort', onAbort);
+      const leave = (): boolean => {
+        if (left) return false;
+        left = true;
+        flight.waiting--;
+        signal?.removeEventListener('abort', onAbort);
+        this.leaveOnClose.delete(onAbort);
+        return true;
       };
       const onAbort = (): void => {
-        if (left) return;
-        left = true;
-        stopListening();
+        if (!leave()) return;
         if (--flight.participants === 0) {
           if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
           flight.controller.abort();
         }
         reject(new ProvisionCancelledError());
       };
-      for (const signal of signals) signal?.addEventListener('abort', onAbort, { once: true });
-      if (signals.some((signal) => signal?.aborted)) {
+      if (signal?.aborted || this.closing.signal.aborted) {
         onAbort();
         return;
       }
-      flight.promise
-        .then(async (outcome) => {
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.leaveOnClose.add(onAbort);
+      const answer = (outcome: FlightOutcome): void => {
+        if (!leave()) return;
+        // Each participant owns its result; the last one served takes the flight's own copy.
+        resolve(flight.waiting === 0 ? outcome.result : structuredClone(outcome.result));
+      };
+      flight.promise.then(
+        (outcome) => {
           // Joined after the flight's own store write: keep it here before answering.
-          if (job.persist && !outcome.stored) await this.keep(outcome.result, flight.prepared);
-          return outcome.result;
-        })
-        .then(
-          (result) => {
-            if (left) return;
-            left = true;
-            stopListening();
-            resolve(structuredClone(result));
-          },
-          (err: unknown) => {
-            if (left) return;
-            left = true;
-            stopListening();
-            reject(err instanceof ProvisionCancelledError ? new ProvisionCancelledError() : err);
-          },
-        );
+          if (!job.persist || outcome.stored) answer(outcome);
+          else
+            this.keep(outcome.result, flight.prepared).then(
+              () => answer(outcome),
+              (err: unknown) => {
+                if (leave()) reject(err);
+              },
+            );
+        },
+        (err: unknown) => {
+          if (!leave()) return;
+          reject(err instanceof ProvisionCancelledError ? new ProvisionCancelledError() : err);
+        },
+      );
     });
   }
 
