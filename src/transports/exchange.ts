@@ -265,15 +265,22 @@ export function runExchange<T>(
       settled = true;
       if (timer !== undefined) clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      const steps = releases.splice(0).reverse();
-      void Promise.allSettled(
-        steps.map(async (release) => {
-          await release();
-        }),
-      ).then(() => {
+      const finish = (): void => {
         if ('value' in outcome) resolve(outcome.value);
         else reject(connectionFailure(outcome.error, endpoint, delivered));
-      });
+      };
+      // Release steps that finish at once (a pooled HTTP socket) cost no extra promise round.
+      const pending: Array<Promise<void>> = [];
+      for (const release of releases.splice(0).reverse()) {
+        try {
+          const done = release();
+          if (done) pending.push(done);
+        } catch {
+          // A failed release must not keep the outcome from the caller.
+        }
+      }
+      if (pending.length === 0) finish();
+      else void Promise.allSettled(pending).then(finish);
     };
     const onAbort = (): void => settle({ error: cancelledError() });
 

@@ -31,9 +31,15 @@ export const PROVISION_PATH = '/api/v1/provision';
 const IDLE_SOCKET_MS = 4000;
 
 const agents = new Map<string, http.Agent>();
+/** The agent key of each TLS configuration object seen: hashing its PEMs per request costs. */
+const tlsKeys = new WeakMap<object, string>();
 
 function agentFor(target: TransportTarget): http.Agent {
-  const key = target.tls ? `https:${tlsIdentity(target)}` : 'http';
+  let key = 'http';
+  if (target.tls) {
+    key = tlsKeys.get(target.tls) ?? `https:${tlsIdentity(target)}`;
+    tlsKeys.set(target.tls, key);
+  }
   let agent = agents.get(key);
   if (agent === undefined) {
     agent = target.tls
@@ -126,9 +132,9 @@ function sendHttp<T>(
     });
   });
 
-  x.onTeardown(async () => {
+  x.onTeardown(() => {
     // A complete answer leaves the socket to the keep-alive pool; anything else closes it.
-    if (answered) return;
+    if (answered) return undefined;
     request.destroy();
     const closing: Array<Promise<void>> = [];
     if (!request.closed) closing.push(new Promise((resolve) => request.once('close', resolve)));
@@ -136,7 +142,7 @@ function sendHttp<T>(
       const open = socket;
       closing.push(new Promise((resolve) => open.once('close', () => resolve())));
     }
-    await Promise.all(closing);
+    return Promise.all(closing).then(() => undefined);
   });
 
   request.end(call.body);
