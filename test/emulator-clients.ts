@@ -3,6 +3,7 @@
  * and coap-packet over dgram where the exact datagrams matter. Nothing from our own transports.
  */
 
+import assert from 'node:assert/strict';
 import * as dgram from 'node:dgram';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -68,6 +69,25 @@ export async function activeResources(): Promise<string[]> {
   await new Promise((resolve) => setImmediate(resolve));
   await sleep(20);
   return process.getActiveResourcesInfo().filter((name) => name !== 'TTYWrap');
+}
+
+/**
+ * Fails if any kind of resource (socket, server, timer…) is more numerous than in `before`. Fewer
+ * is fine: a timer someone else left may have fired meanwhile.
+ */
+export async function assertNoNewResources(
+  before: string[],
+  message = 'no handle left',
+): Promise<void> {
+  const count = (names: string[]) =>
+    names.reduce(
+      (counts, name) => counts.set(name, (counts.get(name) ?? 0) + 1),
+      new Map<string, number>(),
+    );
+  const was = count(before);
+  const now = count(await activeResources());
+  const grown = [...now].filter(([name, n]) => n > (was.get(name) ?? 0));
+  assert.deepEqual(grown, [], `${message}: ${JSON.stringify(grown)}`);
 }
 
 // ---------------------------------------------------------------- MQTT

