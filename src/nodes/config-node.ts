@@ -52,8 +52,19 @@ export function registerConfigNode(RED: NodeAPI): void {
       coap: parsePort(def.coapPort, DEFAULT_PORTS.coap),
     };
     let warnedVerifyOff = false;
+    // Built once per transport: the same TLS object lets the transports reuse what they derived.
+    const targets = new Map<TransportName, TransportTarget>();
 
     node.target = (transport) => {
+      let target = targets.get(transport);
+      if (target === undefined) {
+        target = buildTarget(transport);
+        targets.set(transport, target);
+      }
+      return target;
+    };
+
+    const buildTarget = (transport: TransportName): TransportTarget => {
       if (!node.host) {
         throw new ProvisionError(
           'INVALID_INPUT',
