@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { ProvisioningDesk } from './desk';
 import { ERROR_CODE_BAD_REQUEST_PARAMS, ERROR_CODE_GENERAL, mask, restErrorBody } from './format';
-import { listenOn } from './mqtt-server';
+import { listenOn } from './listen';
 import type { Tenant } from './state';
 import type { EmulatorTlsOptions } from './types';
 

@@ -8,6 +8,7 @@ import * as tls from 'node:tls';
 import { generate, parser, type Packet, type IConnectPacket } from 'mqtt-packet';
 import type { ProvisioningDesk, Verdict } from './desk';
 import { mask } from './format';
+import { listenOn } from './listen';
 import type { Tenant } from './state';
 import type { EmulatedDevice, EmulatorTlsOptions } from './types';
 
@@ -88,18 +89,6 @@ export class MqttServer {
     this.sessions.add(session);
     socket.once('close', () => this.sessions.delete(session));
   }
-}
-
-/** Listens and resolves with the port actually bound; rejects with the listen error. */
-export function listenOn(server: net.Server, port: number, host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => reject(error);
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve((server.address() as net.AddressInfo).port);
-    });
-  });
 }
 
 type Mode = 'connecting' | 'provision' | 'device';
