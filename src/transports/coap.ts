@@ -1,7 +1,7 @@
 /**
- * Provisioning over CoAP: a confirmable POST /api/v1/provision through a private agent on a UDP
- * socket of our own, closed when the exchange ends; the deadline, not the coap package's ~93 s of
- * retransmissions, decides when to give up.
+ * Provisioning over CoAP: a confirmable POST /api/v1/provision through an agent on a UDP socket of
+ * our own, shared by the exchanges in flight to the same server and closed when the last one ends;
+ * the deadline, not the coap package's ~93 s of retransmissions, decides when to give up.
  */
 
 import * as dgram from 'node:dgram';
@@ -98,7 +98,89 @@ async function resolveAddress(host: string): Promise<{ address: string; family: 
   return { address: found.address, family: found.family === 6 ? 6 : 4 };
 }
 
-/** One confirmable request and its answer, piggy-backed or separate, over a private agent. */
+/** An exchange using a link: told about socket errors and the bytes of its own answer. */
+interface LinkUser {
+  fail(err: unknown): void;
+  /** Hex of the request's CoAP token, once sent. */
+  token?: string;
+  received: number;
+}
+
+/**
+ * One connected UDP socket and coap agent per server address, shared by the exchanges in flight
+ * and closed when the last of them ends: a socket and an agent per exchange cost more than the
+ * exchange itself.
+ */
+interface CoapLink {
+  key: string;
+  socket: dgram.Socket;
+  agent: InstanceType<typeof import('coap').Agent>;
+  users: Set<LinkUser>;
+  connected: Promise<void>;
+  open: boolean;
+}
+
+const links = new Map<string, CoapLink>();
+
+/** The CoAP token of a datagram (RFC 7252: its length is the low nibble of the first byte). */
+function tokenOf(message: Buffer): string {
+  const length = message.length >= 4 ? message[0] & 0x0f : 0;
+  return length > 0 && length <= 8 ? message.toString('hex', 4, 4 + length) : '';
+}
+
+function openLink(key: string, address: string, family: 4 | 6, port: number): CoapLink {
+  const { Agent } = loadCoap();
+  const type = family === 6 ? 'udp6' : 'udp4';
+  const socket = dgram.createSocket(type);
+  const users = new Set<LinkUser>();
+  const link: CoapLink = {
+    key,
+    socket,
+    agent: undefined as unknown as CoapLink['agent'],
+    users,
+    connected: new Promise<void>((resolve) => socket.connect(port, address, () => resolve())),
+    open: true,
+  };
+  const broken = (err: unknown): void => {
+    // An ICMP "port unreachable" reaches every exchange on the socket: none will get an answer.
+    if (links.get(key) === link) links.delete(key);
+    for (const user of [...users]) user.fail(err);
+  };
+  socket.once('close', () => {
+    link.open = false;
+  });
+  socket.on('error', broken);
+  socket.on('message', (message: Buffer) => {
+    const token = tokenOf(message);
+    if (token === '') return;
+    for (const user of users) {
+      if (user.token !== token) continue;
+      user.received += message.length;
+      // Block-wise answers are reassembled inside the agent: cap what it may collect.
+      if (user.received > MAX_ANSWER_BYTES) user.fail('too large');
+    }
+  });
+  link.agent = new Agent({
+    socket: new ConnectedDatagram(socket, type) as unknown as dgram.Socket,
+  });
+  link.agent.on('error', broken);
+  links.set(key, link);
+  return link;
+}
+
+/** Leaves a link; the last user closes it and waits for the socket to close. */
+function leaveLink(link: CoapLink, user: LinkUser): Promise<void> | undefined {
+  link.users.delete(user);
+  if (link.users.size > 0) return undefined;
+  if (links.get(link.key) === link) links.delete(link.key);
+  return (async () => {
+    // Let the ACK of a separate answer leave before the socket closes.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (link.open) await new Promise<void>((resolve) => link.socket.close(() => resolve()));
+  })();
+}
+
+/** One confirmable request and its answer, piggy-backed or separate, over the server's link. */
 async function sendCoap<T>(
   target: TransportTarget,
   endpoint: Endpoint,
@@ -107,35 +189,23 @@ async function sendCoap<T>(
 ): Promise<void> {
   const { address, family } = await resolveAddress(target.host);
   if (x.settled) return;
-  const { Agent } = loadCoap();
-
-  const type = family === 6 ? 'udp6' : 'udp4';
-  const socket = dgram.createSocket(type);
-  let socketOpen = true;
-  let received = 0;
+  const key = `${address}|${target.port}`;
+  const link = links.get(key) ?? openLink(key, address, family, target.port);
   let answered = false;
+  const user: LinkUser = {
+    received: 0,
+    fail: (err) =>
+      x.fail(
+        err === 'too large'
+          ? answerTooLargeError(endpoint, MAX_ANSWER_BYTES)
+          : connectionFailure(err, endpoint, x.delivered),
+      ),
+  };
+  link.users.add(user);
+  x.onTeardown(() => leaveLink(link, user));
 
-  socket.once('close', () => {
-    socketOpen = false;
-  });
-  socket.on('error', (err) => x.fail(connectionFailure(err, endpoint, x.delivered)));
-  socket.on('message', (message: Buffer) => {
-    received += message.length;
-    // Block-wise answers are reassembled inside the agent: cap what it may collect.
-    if (received > MAX_ANSWER_BYTES) x.fail(answerTooLargeError(endpoint, MAX_ANSWER_BYTES));
-  });
-  x.onTeardown(async () => {
-    // Let the ACK of a separate answer leave before the socket closes.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (socketOpen) await new Promise<void>((resolve) => socket.close(() => resolve()));
-  });
-
-  await new Promise<void>((resolve) => socket.connect(target.port, address, () => resolve()));
+  await link.connected;
   if (x.settled) return;
-
-  const datagram = new ConnectedDatagram(socket, type);
-  const agent = new Agent({ socket: datagram as unknown as dgram.Socket });
-  agent.on('error', (err: Error) => x.fail(connectionFailure(err, endpoint, x.delivered)));
 
   const params: CoapRequestParams = {
     hostname: address,
@@ -145,10 +215,10 @@ async function sendCoap<T>(
     options: { 'Uri-Path': call.path.map((segment) => Buffer.from(segment, 'utf8')) },
   };
   if (call.payload !== undefined) params.contentFormat = 'application/json';
-  const request: OutgoingMessage = agent.request(params);
-  // Runs before the socket closes (release steps run newest first): stops retransmission timers.
+  const request: OutgoingMessage = link.agent.request(params);
+  // Runs before leaving the link (release steps run newest first): stops retransmission timers.
   x.onTeardown(() => {
-    if (!answered) agent.abort(request);
+    if (!answered) link.agent.abort(request);
   });
   request.on('error', (err: Error) => x.fail(connectionFailure(err, endpoint, x.delivered)));
   request.on('timeout', () => {
@@ -182,6 +252,8 @@ async function sendCoap<T>(
     }
   });
   request.end(call.payload === undefined ? undefined : Buffer.from(call.payload, 'utf8'));
+  const token = (request as unknown as { _packet?: { token?: Buffer } })._packet?.token;
+  if (token) user.token = token.toString('hex');
   x.markDelivered();
 }
 
