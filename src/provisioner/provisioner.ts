@@ -143,7 +143,10 @@ interface FlightOutcome {
 interface Flight {
   key: string;
   prepared: PreparedJob;
-  controller: AbortController;
+  /** Only for a flight started by a job with its own signal: it stops when all such jobs left. */
+  controller?: AbortController;
+  /** Aborts the flight: the controller's, or the provisioner's closing signal. */
+  signal: AbortSignal;
   participants: number;
   /** Participants not yet answered or gone. */
   waiting: number;
@@ -154,6 +157,7 @@ interface Flight {
 
 interface QueuedFlight {
   grant(): void;
+  cancel(): void;
 }
 
 function invalidJob(message: string): ProvisionError {
@@ -306,7 +310,9 @@ export class Provisioner {
   async close(): Promise<void> {
     this.closing.abort();
     for (const leave of [...this.leaveOnClose]) leave();
-    for (const flight of this.flights.values()) flight.controller.abort();
+    for (const entry of this.waiting.splice(0)) entry.cancel();
+    this.report();
+    for (const flight of this.flights.values()) flight.controller?.abort();
     this.flights.clear();
     while (this.active.size > 0) await Promise.allSettled([...this.active]);
   }
@@ -423,10 +429,13 @@ export class Provisioner {
   }
 
   private startFlight(key: string, prepared: PreparedJob): Flight {
+    // Jobs without a signal leave only when the provisioner closes: its signal serves them.
+    const controller = prepared.job.signal ? new AbortController() : undefined;
     const flight: Flight = {
       key,
       prepared,
-      controller: new AbortController(),
+      controller,
+      signal: controller?.signal ?? this.closing.signal,
       participants: 0,
       waiting: 0,
       persist: prepared.job.persist,
@@ -463,7 +472,7 @@ export class Provisioner {
         if (!leave()) return;
         if (--flight.participants === 0) {
           if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
-          flight.controller.abort();
+          flight.controller?.abort();
         }
         reject(new ProvisionCancelledError());
       };
@@ -501,7 +510,7 @@ export class Provisioner {
   private async fly(flight: Flight): Promise<FlightOutcome> {
     const { prepared } = flight;
     const { job } = prepared;
-    const signal = flight.controller.signal;
+    const signal = flight.signal;
     let credentials = prepared.supplied;
     let generated: GeneratedMaterial | undefined;
     let outcome: { answer: ProvisionAnswer; recovered: boolean };
@@ -687,19 +696,25 @@ export class Provisioner {
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
+      // close() empties the queue itself: no listener per queued flight on its shared signal.
+      const own = signal !== this.closing.signal;
       const entry: QueuedFlight = {
         grant: () => {
-          signal.removeEventListener('abort', onAbort);
+          if (own) signal.removeEventListener('abort', onAbort);
           resolve();
+        },
+        cancel: () => {
+          if (own) signal.removeEventListener('abort', onAbort);
+          reject(new ProvisionCancelledError());
         },
       };
       const onAbort = (): void => {
         const index = this.waiting.indexOf(entry);
         if (index !== -1) this.waiting.splice(index, 1);
         this.report();
-        reject(new ProvisionCancelledError());
+        entry.cancel();
       };
-      signal.addEventListener('abort', onAbort, { once: true });
+      if (own) signal.addEventListener('abort', onAbort, { once: true });
       this.waiting.push(entry);
       this.report();
     });
