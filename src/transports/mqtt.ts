@@ -119,9 +119,12 @@ function openSession<T>(
   });
   const inTlsHandshake = target.tls ? tlsHandshakeWatch(socket) : () => false;
   socket.on('error', (err) => {
+    if (x.settled) return;
     x.fail(connectionFailure(err, endpoint, x.delivered, { duringTlsHandshake: inTlsHandshake() }));
   });
   socket.on('close', () => {
+    // The usual close is our own teardown: building an error (and its stack) for it costs.
+    if (x.settled) return;
     if (inTlsHandshake()) x.fail(tlsHandshakeClosed(endpoint, 'closed'));
     else x.fail(closedBeforeAnswerError(endpoint, x.delivered));
   });
@@ -160,11 +163,12 @@ function openSession<T>(
   session.client = client;
 
   client.on('error', (err: Error) => {
+    if (x.settled) return;
     if (err.message === 'connack timeout') {
       x.fail(timeoutError(endpoint, Date.now() - startedAt, 'the CONNACK', false));
     } else if (typeof (err as { code?: unknown }).code === 'string') {
       x.fail(connectionFailure(err, endpoint, x.delivered));
-    } else if (!x.settled) {
+    } else {
       x.fail(
         new ProvisionError(
           'PROTOCOL_ERROR',
