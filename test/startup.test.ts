@@ -1,0 +1,101 @@
+/**
+ * Start-up stays cheap: requiring the shipped node module, registering its types and deploying a
+ * provision node load neither mqtt nor coap; each loads only when a node first provisions over it.
+ * Checked in fresh processes (require.cache of a process that loaded nothing else of ours).
+ */
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..');
+const NODE_MODULE = path.join(ROOT, 'nodes', 'nodes', 'thingsboard-provision.js');
+
+/** Runs a CommonJS script in a fresh plain `node` and returns the JSON of its last output line. */
+function runFresh(script: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['-e', script],
+      { cwd: ROOT, timeout: 30_000 },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`${error.message}\n${stderr}`));
+        else resolve(JSON.parse(stdout.trim().split('\n').pop() ?? 'null'));
+      },
+    );
+  });
+}
+
+const LOADED = `
+  const loaded = () => [...new Set(Object.keys(require.cache)
+    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt|coap)[\\\\/]/.exec(file)?.[1])
+    .filter(Boolean))].sort();
+`;
+
+describe('start-up of the package', function () {
+  this.timeout(40_000);
+
+  it('requiring the built node module and registering its types loads neither mqtt nor coap', async function () {
+    const result = await runFresh(`
+      ${LOADED}
+      const types = [];
+      require(${JSON.stringify(NODE_MODULE)})({
+        nodes: { registerType: (name) => types.push(name), createNode() {}, getNode() {} },
+        settings: {}, util: {}, _: (key) => key, log: {},
+      });
+      console.log(JSON.stringify({ types, loaded: loaded() }));
+    `);
+    assert.deepEqual(result, {
+      types: ['thingsboard-provision-config', 'thingsboard-provision'],
+      loaded: [],
+    });
+  });
+
+  it('a deployed provision node loads neither until it provisions over mqtt or coap', async function () {
+    const steps = await runFresh(`
+      ${LOADED}
+      const fs = require('node:fs');
+      const net = require('node:net');
+      const os = require('node:os');
+      const path = require('node:path');
+      const helper = require('node-red-node-test-helper');
+      helper.init(require.resolve('node-red'));
+      const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-startup-'));
+      // A port nothing listens on: every attempt fails at once with ECONNREFUSED.
+      const server = net.createServer().listen(0, '127.0.0.1', async () => {
+        const port = server.address().port;
+        server.close();
+        const flow = [
+          { id: 'tab', type: 'tab' },
+          { id: 'cfg', type: 'thingsboard-provision-config', host: '127.0.0.1',
+            mqttPort: port, httpPort: port, coapPort: port },
+          ...['http', 'mqtt', 'coap'].map((transport) => ({
+            id: 'prov-' + transport, z: 'tab', type: 'thingsboard-provision', config: 'cfg', transport,
+            timeout: 2, retries: 0, persist: false, wires: [[]],
+          })),
+        ];
+        helper.settings({ userDir });
+        await helper.load(require(${JSON.stringify(NODE_MODULE)}), flow, {
+          cfg: { provisionDeviceKey: 'startup-key', provisionDeviceSecret: 'startup-secret' },
+        });
+        const steps = [{ after: 'deploy', loaded: loaded() }];
+        for (const transport of ['http', 'mqtt', 'coap']) {
+          const node = helper.getNode('prov-' + transport);
+          const failed = new Promise((resolve) => node.once('call:error', resolve));
+          node.receive({ deviceName: 'startup-device' });
+          await failed;
+          steps.push({ after: transport, loaded: loaded() });
+        }
+        await helper.unload();
+        fs.rmSync(userDir, { recursive: true, force: true });
+        console.log(JSON.stringify(steps));
+      });
+    `);
+    assert.deepEqual(steps, [
+      { after: 'deploy', loaded: [] },
+      { after: 'http', loaded: [] },
+      { after: 'mqtt', loaded: ['mqtt'] },
+      { after: 'coap', loaded: ['coap', 'mqtt'] },
+    ]);
+  });
+});
