@@ -1,0 +1,139 @@
+/**
+ * The raw baselines: the same provisioning work with the same client libraries used directly and
+ * minimally — the fastest our dependencies can go on this machine. No validation, no store, no
+ * deadline, no teardown bookkeeping: only what the wire needs.
+ */
+
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { PROVISION_KEY, PROVISION_SECRET } from './common';
+import type { EmulatorAddress, Transport } from './common';
+
+type Provision = (deviceName: string) => Promise<void>;
+
+function requestBody(deviceName: string): string {
+  return JSON.stringify({
+    deviceName,
+    provisionDeviceKey: PROVISION_KEY,
+    provisionDeviceSecret: PROVISION_SECRET,
+  });
+}
+
+function checkAnswer(text: string): void {
+  const answer = JSON.parse(text) as { status?: string };
+  if (answer.status !== 'SUCCESS') throw new Error(`answer ${text}`);
+}
+
+/** mqtt.js: connect as "provision", subscribe, publish, take the answer, end. */
+function mqttRaw(emulator: EmulatorAddress): Provision {
+  const mqtt = require('mqtt') as typeof import('mqtt');
+  return (deviceName) =>
+    new Promise<void>((resolve, reject) => {
+      const client = mqtt.connect({
+        host: emulator.host,
+        port: emulator.ports.mqtt,
+        protocolVersion: 4,
+        clientId: `provision-${randomBytes(8).toString('hex')}`,
+        username: 'provision',
+        reconnectPeriod: 0,
+      });
+      // Without it Nagle holds PUBLISH behind SUBSCRIBE until the server's delayed ACK.
+      (client.stream as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+      let outcome: Error | undefined;
+      client.on('error', (err) => {
+        outcome ??= err;
+        client.end(true);
+      });
+      client.on('connect', () => {
+        client.subscribe('/provision/response', { qos: 1 });
+        client.publish('/provision/request', requestBody(deviceName), { qos: 1 });
+      });
+      client.on('message', (_topic, payload) => {
+        try {
+          checkAnswer(payload.toString('utf8'));
+        } catch (err) {
+          outcome = err as Error;
+        }
+        client.end();
+      });
+      client.on('close', () => {
+        if (outcome) reject(outcome);
+        else resolve();
+      });
+    });
+}
+
+/** Node's http client with one keep-alive agent. */
+function httpRaw(emulator: EmulatorAddress): Provision {
+  const agent = new http.Agent({ keepAlive: true });
+  return (deviceName) =>
+    new Promise<void>((resolve, reject) => {
+      const body = requestBody(deviceName);
+      const request = http.request(
+        {
+          host: emulator.host,
+          port: emulator.ports.http,
+          method: 'POST',
+          path: '/api/v1/provision',
+          agent,
+          headers: {
+            'Content-Type': 'application/json',
+            'Content-Length': Buffer.byteLength(body),
+          },
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => {
+            try {
+              checkAnswer(Buffer.concat(chunks).toString('utf8'));
+              resolve();
+            } catch (err) {
+              reject(err as Error);
+            }
+          });
+        },
+      );
+      request.on('error', reject);
+      request.end(body);
+    });
+}
+
+/** The coap package with one agent (one UDP socket) for every request. */
+function coapRaw(emulator: EmulatorAddress): Provision {
+  const coap = require('coap') as typeof import('coap');
+  const agent = new coap.Agent({ type: 'udp4' });
+  return (deviceName) =>
+    new Promise<void>((resolve, reject) => {
+      const request = coap.request({
+        hostname: emulator.host,
+        port: emulator.ports.coap,
+        method: 'POST',
+        pathname: '/api/v1/provision',
+        confirmable: true,
+        agent,
+      });
+      request.on('response', (response: { payload: Buffer }) => {
+        try {
+          checkAnswer(response.payload.toString('utf8'));
+          resolve();
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      request.on('error', reject);
+      request.end(requestBody(deviceName));
+    });
+}
+
+/** The raw client for a transport (the bench process exits when done: nothing to close). */
+export function rawClient(transport: Transport, emulator: EmulatorAddress): Provision {
+  switch (transport) {
+    case 'mqtt':
+      return mqttRaw(emulator);
+    case 'http':
+      return httpRaw(emulator);
+    case 'coap':
+      return coapRaw(emulator);
+  }
+}

@@ -1,0 +1,405 @@
+/**
+ * `npm run bench`: the product (a provision node in a real Node-RED runtime) against the raw client
+ * libraries and the documentation's Python script, over MQTT, HTTP and CoAP, in one run. See
+ * bench/README.md for how to read the table.
+ */
+
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { TRANSPORTS, median, percentile } from './common';
+import type { RowResult, RowSpec, Transport } from './common';
+import { runRow, startEmulator } from './processes';
+import type { EmulatorProcess } from './processes';
+import { findPython, runSeed } from './seed';
+import { nodeRedStartTimes, requireCost, variantLabel } from './startup';
+import type { StartVariant } from './startup';
+
+const { values: options } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '5000' },
+    concurrency: { type: 'string', default: '16' },
+    transports: { type: 'string', default: TRANSPORTS.join(',') },
+    rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '2000' },
+    'emulator-warmup': { type: 'string', default: '3000' },
+    'seed-devices': { type: 'string', default: '20' },
+    scale: { type: 'string', default: '1000,10000' },
+    'startup-repetitions': { type: 'string', default: '11' },
+    skip: { type: 'string', default: '' },
+    'cpu-profile': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+if (options.help) {
+  process.stdout.write(`npm run bench -- [options]
+  --devices N               devices per row (default 5000)
+  --concurrency C           devices in flight (default 16)
+  --transports list         mqtt,http,coap
+  --rounds R                rounds of raw/product rows per transport, medians (default 3)
+  --warmup W                devices provisioned before each row's clock starts (default 2000)
+  --emulator-warmup W       devices per transport that warm the emulator up first (default 3000)
+  --seed-devices N          devices for the Python seed row (default 20)
+  --scale A,B               product rates at A and at B devices (default 1000,10000)
+  --startup-repetitions R   Node-RED starts per variant (default 11)
+  --skip list               any of: compare, seed, scale, startup
+  --cpu-profile DIR         write a CPU profile of every product row's timed part into DIR
+`);
+  process.exit(0);
+}
+
+const DEVICES = Number(options.devices);
+const CONCURRENCY = Number(options.concurrency);
+const ROUNDS = Number(options.rounds);
+const WARMUP = Number(options.warmup);
+const EMULATOR_WARMUP = Number(options['emulator-warmup']);
+const SEED_DEVICES = Number(options['seed-devices']);
+const SCALE = options.scale.split(',').map(Number);
+const STARTUP_REPETITIONS = Number(options['startup-repetitions']);
+const SKIP = new Set(options.skip.split(',').filter(Boolean));
+const SELECTED = options.transports.split(',') as Transport[];
+
+interface Summary {
+  rate: number;
+  p50: number;
+  p99: number;
+  cpuPerDevice: number;
+  peakRss: number;
+  devices: number;
+}
+
+function summarize(result: RowResult): Summary {
+  if (result.failures > 0) {
+    throw new Error(`${result.failures} devices failed: ${result.firstError ?? '?'}`);
+  }
+  const sorted = [...result.latencies].sort((a, b) => a - b);
+  return {
+    rate: (result.devices / result.wallMs) * 1000,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    cpuPerDevice: result.cpuMicros / result.devices,
+    peakRss: result.peakRss,
+    devices: result.devices,
+  };
+}
+
+/** Medians over rounds (peak RSS: the highest). */
+function combine(rows: Summary[]): Summary {
+  return {
+    rate: median(rows.map((r) => r.rate)),
+    p50: median(rows.map((r) => r.p50)),
+    p99: median(rows.map((r) => r.p99)),
+    cpuPerDevice: median(rows.map((r) => r.cpuPerDevice)),
+    peakRss: Math.max(...rows.map((r) => r.peakRss)),
+    devices: rows[0].devices,
+  };
+}
+
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+
+let uniquePrefix = 0;
+function spec(
+  kind: RowSpec['kind'],
+  transport: Transport,
+  devices: number,
+  emulator: RowSpec['emulator'],
+): RowSpec {
+  const row: RowSpec = {
+    kind,
+    transport,
+    devices,
+    concurrency: CONCURRENCY,
+    warmup: WARMUP,
+    prefix: `bench-${kind}-${transport}-${++uniquePrefix}`,
+    emulator,
+  };
+  if (options['cpu-profile'] && kind === 'product') {
+    row.cpuProfile = `${options['cpu-profile']}/product-${transport}-${uniquePrefix}.cpuprofile`;
+  }
+  return row;
+}
+
+interface Versus {
+  summary: Summary;
+  /** Median over rounds of this rate / raw rate in the same round. */
+  ratio: number;
+  /** Median over rounds of this p50 - raw p50, ms. */
+  p50Overhead: number;
+}
+
+interface Comparison {
+  transport: Transport;
+  raw: Summary;
+  /** The node as configured by default: credentials kept durably before each output. */
+  product: Versus;
+  /** The node with persistence off. */
+  volatile: Versus;
+  /** The node given all messages at once, its concurrency bounding the exchanges. */
+  burst: Versus;
+}
+
+type Kind = 'raw' | 'product' | 'volatile' | 'burst';
+
+/** The emulator's own JIT warm-up: enough exchanges on every transport before anything is timed. */
+async function warmEmulator(
+  emulator: EmulatorProcess,
+  transports: readonly Transport[] = SELECTED,
+): Promise<void> {
+  for (const transport of transports) {
+    await runRow({ ...spec('raw', transport, 1, emulator.address), warmup: EMULATOR_WARMUP });
+  }
+}
+
+async function compare(): Promise<Comparison[]> {
+  const rows = new Map<Transport, Record<Kind, Summary[]>>();
+  for (const transport of SELECTED) {
+    rows.set(transport, { raw: [], product: [], volatile: [], burst: [] });
+  }
+  const emulator = await startEmulator();
+  try {
+    await warmEmulator(emulator);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const transport of SELECTED) {
+        // Rotated each round, so no kind always runs first or right after the same one.
+        const kinds: Kind[] = ['raw', 'product', 'volatile', 'burst'];
+        const order = kinds.map((_, k) => kinds[(k + round) % kinds.length]);
+        for (const kind of order) {
+          const row = spec(
+            kind === 'raw' ? 'raw' : 'product',
+            transport,
+            DEVICES,
+            emulator.address,
+          );
+          if (kind === 'volatile') row.persist = false;
+          if (kind === 'burst') row.burst = true;
+          const summary = summarize(await runRow(row));
+          rows.get(transport)?.[kind].push(summary);
+          log(
+            `  round ${round + 1}/${ROUNDS} ${transport} ${kind}: ${summary.rate.toFixed(0)}/s, ` +
+              `p50 ${summary.p50.toFixed(2)} ms, ${summary.cpuPerDevice.toFixed(0)} us CPU/device`,
+          );
+        }
+      }
+    }
+  } finally {
+    await emulator.stop();
+  }
+  return SELECTED.map((transport) => {
+    const { raw, product, volatile, burst } = rows.get(transport) ?? {
+      raw: [],
+      product: [],
+      volatile: [],
+      burst: [],
+    };
+    const versus = (rowsOf: Summary[]): Versus => ({
+      summary: combine(rowsOf),
+      ratio: median(rowsOf.map((p, i) => p.rate / raw[i].rate)),
+      p50Overhead: median(rowsOf.map((p, i) => p.p50 - raw[i].p50)),
+    });
+    return {
+      transport,
+      raw: combine(raw),
+      product: versus(product),
+      volatile: versus(volatile),
+      burst: versus(burst),
+    };
+  });
+}
+
+interface ScaleResult {
+  transport: Transport;
+  small: Summary;
+  large: Summary;
+  /** Devices per second at the large count over that at the small count. */
+  ratio: number;
+}
+
+async function scale(): Promise<ScaleResult[]> {
+  const [small, large] = SCALE;
+  const results: ScaleResult[] = [];
+  for (const transport of SELECTED) {
+    const emulator = await startEmulator();
+    try {
+      await warmEmulator(emulator, [transport]);
+      const smallRuns: Summary[] = [];
+      const largeRuns: Summary[] = [];
+      for (let round = 0; round < 2; round++) {
+        smallRuns.push(
+          summarize(await runRow(spec('product', transport, small, emulator.address))),
+        );
+        largeRuns.push(
+          summarize(await runRow(spec('product', transport, large, emulator.address))),
+        );
+        log(
+          `  scale ${transport}: ${small} → ${smallRuns[round].rate.toFixed(0)}/s, ` +
+            `${large} → ${largeRuns[round].rate.toFixed(0)}/s`,
+        );
+      }
+      const s = combine(smallRuns);
+      const l = combine(largeRuns);
+      results.push({ transport, small: s, large: l, ratio: l.rate / s.rate });
+    } finally {
+      await emulator.stop();
+    }
+  }
+  return results;
+}
+
+const fmt = (value: number, digits = 0): string =>
+  Number.isFinite(value) ? value.toFixed(digits) : '-';
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+function summaryCells(transport: string, client: string, s: Summary): string[] {
+  return [
+    transport,
+    client,
+    String(s.devices),
+    fmt(s.rate),
+    fmt(s.p50, 2),
+    fmt(s.p99, 2),
+    fmt(s.cpuPerDevice),
+    fmt(s.peakRss / 1e6),
+  ];
+}
+
+async function main(): Promise<void> {
+  const cpus = os.cpus();
+  const out: string[] = [];
+  out.push(
+    `Machine: ${cpus.length} cores (${cpus[0]?.model ?? '?'}), Node.js ${process.version}, ` +
+      `${os.type()} ${os.release()}`,
+  );
+  out.push(
+    `Each row: ${DEVICES} devices at concurrency ${CONCURRENCY} after ${WARMUP} warm-up devices, ` +
+      `client in a fresh process, emulator in its own process; medians of ${ROUNDS} rounds.`,
+  );
+  out.push('');
+
+  const header = [
+    'transport',
+    'client',
+    'devices',
+    'devices/s',
+    'p50 ms',
+    'p99 ms',
+    'CPU us/dev',
+    'peak RSS MB',
+    'product/raw',
+  ];
+  const rows: string[][] = [];
+  if (!SKIP.has('compare')) {
+    log('Comparing product and raw clients...');
+    const versusCell = (v: Versus): string =>
+      `${fmt(v.ratio, 2)} (p50 ${v.p50Overhead >= 0 ? '+' : ''}${fmt(v.p50Overhead, 2)} ms)`;
+    for (const c of await compare()) {
+      rows.push([...summaryCells(c.transport, 'raw library', c.raw), '']);
+      rows.push([
+        ...summaryCells(c.transport, 'product', c.product.summary),
+        versusCell(c.product),
+      ]);
+      rows.push([
+        ...summaryCells(c.transport, 'product, persist off', c.volatile.summary),
+        versusCell(c.volatile),
+      ]);
+      // Latency in a burst is mostly the wait in the node's queue: not comparable, not shown.
+      const burst = summaryCells(c.transport, 'product, all at once', c.burst.summary);
+      burst[4] = '-';
+      burst[5] = '-';
+      rows.push([...burst, fmt(c.burst.ratio, 2)]);
+    }
+  }
+  let seedNote: string | undefined;
+  if (!SKIP.has('seed') && SELECTED.includes('mqtt')) {
+    const found = findPython();
+    if ('missing' in found) seedNote = found.missing;
+    else {
+      log(`Seed baseline: ${SEED_DEVICES} Python processes...`);
+      const emulator = await startEmulator();
+      try {
+        const seed = summarize(
+          await runSeed(found.python, emulator.address, SEED_DEVICES, CONCURRENCY, 'bench-seed'),
+        );
+        rows.push([...summaryCells('mqtt', 'seed (python, 1 process/device)', seed), '']);
+        seedNote =
+          'seed: CPU and RSS are those of each Python process (interpreter start included), ' +
+          'summed / highest; latency is process start to exit.';
+      } finally {
+        await emulator.stop();
+      }
+    }
+  }
+  if (rows.length > 0) out.push(table(header, rows));
+  if (seedNote) out.push(seedNote);
+
+  if (!SKIP.has('scale') && SCALE.length === 2) {
+    log(`Per-device cost at ${SCALE[0]} and ${SCALE[1]} devices...`);
+    const results = await scale();
+    out.push('');
+    out.push(
+      table(
+        [
+          'transport',
+          'product',
+          `/s @${SCALE[0]}`,
+          `/s @${SCALE[1]}`,
+          'rate ratio',
+          `CPU us @${SCALE[0]}`,
+          `CPU us @${SCALE[1]}`,
+        ],
+        results.map((r) => [
+          r.transport,
+          'Node-RED',
+          fmt(r.small.rate),
+          fmt(r.large.rate),
+          fmt(r.ratio, 2),
+          fmt(r.small.cpuPerDevice),
+          fmt(r.large.cpuPerDevice),
+        ]),
+      ),
+    );
+  }
+
+  if (!SKIP.has('startup')) {
+    log(`Start-up: ${STARTUP_REPETITIONS} Node-RED starts per variant...`);
+    const starts = await nodeRedStartTimes(STARTUP_REPETITIONS);
+    const cost = await requireCost(STARTUP_REPETITIONS);
+    out.push('');
+    const variants: StartVariant[] = ['without', 'with', 'flow'];
+    out.push(
+      table(
+        ['start-up', `median of ${STARTUP_REPETITIONS}`, 'ms', 'added ms'],
+        [
+          ...variants.map((v) => [
+            variantLabel(v),
+            '',
+            fmt(starts[v]),
+            v === 'without' ? '' : `+${fmt(starts[v] - starts.without)}`,
+          ]),
+          ['require + register the node module', '', fmt(cost.medianMs, 1), ''],
+        ],
+      ),
+    );
+    const heavy = cost.packages.filter((p) => p === 'mqtt' || p === 'coap');
+    out.push(
+      `Packages loaded by require + register: ${cost.packages.join(', ') || 'none'}; ` +
+        (heavy.length === 0
+          ? 'mqtt and coap are not loaded until a node first uses them.'
+          : `NOT LAZY: ${heavy.join(', ')} loaded at require time.`),
+    );
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
