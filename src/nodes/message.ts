@@ -67,14 +67,25 @@ export function outputFields(
 }
 
 function dynamicBroker(result: ProvisionResult, server: ServerInfo): DynamicBroker | undefined {
-  const base = { broker: server.host, port: server.mqttPort, usetls: server.usetls, force: true };
   const { answer } = result;
+  // Object literals, not spreads of a shared base: this runs for every output message.
   if (answer.credentialsType === 'ACCESS_TOKEN') {
-    return { ...base, username: answer.credentialsValue } as DynamicBroker;
+    return {
+      broker: server.host,
+      port: server.mqttPort,
+      usetls: server.usetls,
+      force: true,
+      username: answer.credentialsValue,
+    };
   }
   if (answer.credentialsType === 'MQTT_BASIC') {
     const { clientId, userName, password } = answer.credentialsValue;
-    const broker: DynamicBroker = { ...base, force: true };
+    const broker: DynamicBroker = {
+      broker: server.host,
+      port: server.mqttPort,
+      usetls: server.usetls,
+      force: true,
+    };
     if (clientId !== undefined) broker.clientid = clientId;
     if (userName !== undefined) broker.username = userName;
     if (password !== undefined) broker.password = password;
