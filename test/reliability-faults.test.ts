@@ -297,7 +297,7 @@ describe('reliability: the fault matrix through the provision node', function ()
       const base = { transport, credentialsType: 'server' };
 
       it('refused connection: CONNECTION_ERROR after 1 + retries attempts, promptly', async function () {
-        const retries = 2;
+        const retries = 1;
         const scene = await refusingScene(transport);
         const name = deviceName('refused');
         try {
@@ -334,7 +334,7 @@ describe('reliability: the fault matrix through the provision node', function ()
       });
 
       it('closes without answering: transient, retried, then the last error', async function () {
-        const retries = 2;
+        const retries = 1;
         const timeoutMs = 400;
         const name = deviceName('closed');
         const scene = await emulatorScene({ closeWithoutAnswerFirst: 100 }, name);
@@ -486,7 +486,7 @@ describe('reliability: the fault matrix through the provision node', function ()
         const name = deviceName(`lost-${credentialsType}`);
         const scene = await emulatorScene({ loseAnswerFirst: 1 }, name);
         const outcome = await provisionOnce(
-          { transport, credentialsType, retries: 2, timeout: 0.5 },
+          { transport, credentialsType, retries: 1, timeout: 0.5 },
           scene.config,
           { deviceName: name },
         );
@@ -521,7 +521,7 @@ describe('reliability: the fault matrix through the provision node', function ()
         const name = deviceName('lost-server');
         const scene = await emulatorScene({ loseAnswerFirst: 1 }, name);
         const outcome = await provisionOnce(
-          { transport, credentialsType: 'server', retries: 2, timeout: 0.5 },
+          { transport, credentialsType: 'server', retries: 1, timeout: 0.5 },
           scene.config,
           { deviceName: name },
         );
@@ -541,7 +541,7 @@ describe('reliability: the fault matrix through the provision node', function ()
       const name = deviceName('lost-x509');
       const scene = await emulatorScene({ loseAnswerFirst: 1 }, name);
       const outcome = await provisionOnce(
-        { transport: 'http', credentialsType: 'X509_CERTIFICATE', retries: 2, timeout: 0.5 },
+        { transport: 'http', credentialsType: 'X509_CERTIFICATE', retries: 1, timeout: 0.5 },
         scene.config,
         { deviceName: name },
       );
