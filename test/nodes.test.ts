@@ -344,6 +344,28 @@ describe('thingsboard-provision node', function () {
       assert.equal((msgs[1].thingsboard as Record<string, unknown>).cached, false);
     });
 
+    it('moves a damaged store aside, says where in a warning, and starts afresh', async function () {
+      const dir = path.join(userDir, 'thingsboard-provision');
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'credentials.json'), '{"format": "thingsboard-prov');
+      await loadFlow(provisionFlow(emulator, { transport: 'http' }), keys(), userDir);
+      const warnings: string[] = [];
+      onCall(helper.getNode('prov'), 'warn', (args) => warnings.push(String(args[0])));
+      const out = new Collector('out');
+      send({ deviceName: 'after-damage' });
+      await out.waitFor(1);
+      const aside = fs.readdirSync(dir).find((f) => f.includes('.damaged-'));
+      assert.ok(aside, 'the damaged file was kept beside the new store');
+      assert.equal(
+        fs.readFileSync(path.join(dir, aside), 'utf8'),
+        '{"format": "thingsboard-prov',
+        'moved untouched',
+      );
+      assert.equal(warnings.length, 1);
+      assert.ok(warnings[0].startsWith('The credential store was damaged'), warnings[0]);
+      assert.ok(warnings[0].includes(aside), warnings[0]);
+    });
+
     it('does not store anything with persist off', async function () {
       await loadFlow(provisionFlow(emulator, { persist: false }), keys(), userDir);
       const out = new Collector('out');

@@ -115,7 +115,12 @@ export function registerProvisionNode(RED: NodeAPI): void {
     if (persist) {
       const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
       store = openCredentialStore(defaultStorePath(userDir), {
-        onWarning: (warning) => node.warn(warning),
+        onWarning: (_english, warning) =>
+          node.warn(
+            warning.kind === 'damaged'
+              ? t('warn.storeDamaged', { movedTo: warning.movedTo })
+              : t('warn.storeError', { error: warning.error }),
+          ),
       });
     }
     const provisioner = new Provisioner({

@@ -11,5 +11,10 @@ export {
 } from './provisioner';
 export type { ProvisionerOptions, VerifyCredentials } from './provisioner';
 export { openCredentialStore, defaultStorePath } from './store';
-export type { CredentialStore, CredentialStoreOptions, CredentialStoreStats } from './store';
+export type {
+  CredentialStore,
+  CredentialStoreOptions,
+  CredentialStoreStats,
+  StoreWarning,
+} from './store';
 export { generateAccessToken, generateMqttBasic, generateCertificate } from './credentials';

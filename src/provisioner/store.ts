@@ -38,9 +38,14 @@ export function defaultStorePath(userDir: string): string {
   return path.join(userDir, 'thingsboard-provision', 'credentials.json');
 }
 
+/** What went wrong, for callers that word it themselves (the node translates it). */
+export type StoreWarning =
+  | { kind: 'damaged'; file: string; movedTo: string; problem: string }
+  | { kind: 'writeFailed'; file: string; error: string };
+
 export interface CredentialStoreOptions {
   /** Told about damaged files moved aside and background snapshot failures. No secrets inside. */
-  onWarning?: (message: string) => void;
+  onWarning?: (message: string, warning: StoreWarning) => void;
 }
 
 export interface CredentialStoreStats {
@@ -181,7 +186,7 @@ class StoreCore {
   readonly dir: string;
   readonly base: string;
   refs = 0;
-  readonly listeners: Array<(message: string) => void> = [];
+  readonly listeners: Array<NonNullable<CredentialStoreOptions['onWarning']>> = [];
 
   private readonly entries = new Map<string, StoredEntry>();
   private loaded = false;
@@ -261,10 +266,10 @@ class StoreCore {
     };
   }
 
-  private warn(message: string): void {
+  private warn(message: string, warning: StoreWarning): void {
     for (const listener of [...this.listeners]) {
       try {
-        listener(message);
+        listener(message, warning);
       } catch {
         // A listener's failure must not break the store.
       }
@@ -352,6 +357,7 @@ class StoreCore {
     this.warn(
       `The credentials file ${full} is damaged (${problem}). It was moved to ${aside} and ` +
         'left untouched; credentials it held are no longer used until restored from it.',
+      { kind: 'damaged', file: full, movedTo: aside, problem },
     );
     return undefined;
   }
@@ -435,7 +441,11 @@ class StoreCore {
     } catch (err) {
       // Segments still hold everything; try again after a while rather than on every commit.
       this.compactionBlockedUntil = this.segmentWrites + MAX_SEGMENTS;
-      this.warn(`Could not rewrite the credentials file ${this.filePath}: ${errorText(err)}`);
+      this.warn(`Could not rewrite the credentials file ${this.filePath}: ${errorText(err)}`, {
+        kind: 'writeFailed',
+        file: this.filePath,
+        error: errorText(err),
+      });
       return;
     }
     for (const s of folded) this.segments.delete(s);
@@ -474,7 +484,7 @@ class CredentialStoreHandle implements CredentialStore {
 
   constructor(
     private readonly core: StoreCore,
-    private readonly onWarning: ((message: string) => void) | undefined,
+    private readonly onWarning: CredentialStoreOptions['onWarning'],
   ) {}
 
   get filePath(): string {
