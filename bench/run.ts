@@ -11,8 +11,8 @@ import type { RowResult, RowSpec, Transport } from './common';
 import { runRow, startEmulator } from './processes';
 import type { EmulatorProcess } from './processes';
 import { findPython, runSeed } from './seed';
-import { nodeRedStartTimes, requireCost, variantLabel } from './startup';
-import type { StartVariant } from './startup';
+import { REFERENCE, START_VARIANTS, nodeRedStartTimes, requireCost, variantLabel } from './startup';
+import type { StartTime } from './startup';
 
 const { values: options } = parseArgs({
   options: {
@@ -24,7 +24,7 @@ const { values: options } = parseArgs({
     'emulator-warmup': { type: 'string', default: '3000' },
     'seed-devices': { type: 'string', default: '20' },
     scale: { type: 'string', default: '1000,10000' },
-    'startup-repetitions': { type: 'string', default: '11' },
+    'startup-repetitions': { type: 'string', default: '15' },
     skip: { type: 'string', default: '' },
     'cpu-profile': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
@@ -41,7 +41,7 @@ if (options.help) {
   --emulator-warmup W       devices per transport that warm the emulator up first (default 3000)
   --seed-devices N          devices for the Python seed row (default 20)
   --scale A,B               product rates at A and at B devices (default 1000,10000)
-  --startup-repetitions R   Node-RED starts per variant (default 11)
+  --startup-repetitions R   Node-RED starts per variant (default 15)
   --skip list               any of: compare, seed, scale, startup
   --cpu-profile DIR         write a CPU profile of every product row's timed part into DIR
 `);
@@ -248,11 +248,11 @@ async function scale(): Promise<ScaleResult[]> {
 const fmt = (value: number, digits = 0): string =>
   Number.isFinite(value) ? value.toFixed(digits) : '-';
 
-function table(header: string[], rows: string[][]): string {
+function table(header: string[], rows: string[][], leftColumns = 2): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells
-      .map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .map((c, i) => (i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i])))
       .join('  ')
       .trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
@@ -373,19 +373,45 @@ async function main(): Promise<void> {
     const starts = await nodeRedStartTimes(STARTUP_REPETITIONS);
     const cost = await requireCost(STARTUP_REPETITIONS);
     out.push('');
-    const variants: StartVariant[] = ['without', 'with', 'flow'];
     out.push(
       table(
-        ['start-up', `median of ${STARTUP_REPETITIONS}`, 'ms', 'added ms'],
         [
-          ...variants.map((v) => [
-            variantLabel(v),
-            '',
-            fmt(starts[v]),
-            v === 'without' ? '' : `+${fmt(starts[v] - starts.without)}`,
-          ]),
-          ['require + register the node module', '', fmt(cost.medianMs, 1), ''],
+          `start-up (median of ${STARTUP_REPETITIONS})`,
+          'wall ms',
+          'added',
+          'CPU ms',
+          'added',
+          'package ms',
         ],
+        [
+          ...START_VARIANTS.map((v) => {
+            const reference = REFERENCE[v];
+            const added = (value: (t: StartTime) => number): string => {
+              if (reference === undefined) return '';
+              const delta = value(starts[v]) - value(starts[reference]);
+              return `${delta >= 0 ? '+' : ''}${fmt(delta)}`;
+            };
+            return [
+              variantLabel(v),
+              fmt(starts[v].wallMs),
+              added((t) => t.wallMs),
+              fmt(starts[v].cpuMs),
+              added((t) => t.cpuMs),
+              v === 'with' || v === 'flow'
+                ? fmt(starts[v].requireMs + starts[v].registerMs, 1)
+                : '',
+            ];
+          }),
+          [
+            'require + register the node module, fresh process',
+            '',
+            '',
+            '',
+            '',
+            fmt(cost.medianMs, 1),
+          ],
+        ],
+        1,
       ),
     );
     const heavy = cost.packages.filter((p) => p === 'mqtt' || p === 'coap');

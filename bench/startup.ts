@@ -12,12 +12,21 @@ import path from 'node:path';
 import { PROVISION_KEY, PROVISION_SECRET, ROOT, median } from './common';
 import { makeUserDir } from './product';
 
-export type StartVariant = 'without' | 'with' | 'flow';
+export type StartVariant = 'without' | 'with' | 'coreFlow' | 'flow';
+
+export const START_VARIANTS: readonly StartVariant[] = ['without', 'with', 'coreFlow', 'flow'];
 
 const VARIANT_LABEL: Record<StartVariant, string> = {
-  without: 'Node-RED start, package not installed',
-  with: 'Node-RED start, package installed',
-  flow: 'Node-RED start, package + a flow using it',
+  without: 'Node-RED start, package not installed, no flow',
+  with: 'Node-RED start, package installed, no flow',
+  coreFlow: 'Node-RED start, no package, the same flow of core nodes',
+  flow: 'Node-RED start, package, a config node and a provision node',
+};
+
+/** What each variant is compared with: the same flow size without the package. */
+export const REFERENCE: Partial<Record<StartVariant, StartVariant>> = {
+  with: 'without',
+  flow: 'coreFlow',
 };
 
 export function variantLabel(variant: StartVariant): string {
@@ -32,6 +41,30 @@ const SETTINGS = `module.exports = {
   logging: { console: { level: 'info', metrics: false, audit: false } },
 };
 `;
+
+/**
+ * The reference for startFlow(): a flow of the same shape made of core nodes — a config node, a
+ * node using it, credentials in flows_cred.json — so only what the package adds differs.
+ */
+function coreFlow(): { flow: unknown[]; credentials: unknown } {
+  return {
+    flow: [
+      { id: 'tab', type: 'tab', label: 'start-up' },
+      { id: 'proxy', type: 'http proxy', url: 'http://127.0.0.1:3128', noproxy: [] },
+      {
+        id: 'request',
+        z: 'tab',
+        type: 'http request',
+        method: 'POST',
+        url: 'http://127.0.0.1:8080/api/v1/provision',
+        proxy: 'proxy',
+        authType: 'basic',
+        wires: [[]],
+      },
+    ],
+    credentials: { proxy: { username: 'user', password: 'secret' } },
+  };
+}
 
 function startFlow(): { flow: unknown[]; credentials: unknown } {
   return {
@@ -65,41 +98,102 @@ function startFlow(): { flow: unknown[]; credentials: unknown } {
   };
 }
 
-/** Milliseconds from spawning Node-RED to its "Started flows" line. */
-function startOnce(variant: StartVariant): Promise<number> {
+/**
+ * Preloaded into Node-RED: when it logs "Started flows", reports the CPU time the process used so
+ * far on stderr. CPU time moves far less than wall time when other work shares the machine.
+ */
+const CPU_PROBE = `const Module = require('node:module');
+const load = Module._load;
+let requireMs = 0;
+let registerMs = 0;
+// Node-RED requires the node file by its path, then calls what it exports with RED.
+Module._load = function (request, ...rest) {
+  if (!/[\\\\/]nodes[\\\\/]nodes[\\\\/]thingsboard-provision\\.js$/.test(request)) {
+    return load.call(this, request, ...rest);
+  }
+  const began = performance.now();
+  const register = load.call(this, request, ...rest);
+  requireMs += performance.now() - began;
+  return function (...args) {
+    const start = performance.now();
+    try {
+      return register.apply(this, args);
+    } finally {
+      registerMs += performance.now() - start;
+    }
+  };
+};
+const write = process.stdout.write.bind(process.stdout);
+let reported = false;
+process.stdout.write = (chunk, ...rest) => {
+  if (!reported && String(chunk).includes('Started flows')) {
+    reported = true;
+    const cpu = process.cpuUsage();
+    process.stderr.write(
+      'TB_STARTUP ' + (cpu.user + cpu.system) + ' ' + requireMs + ' ' + registerMs + '\\n',
+    );
+  }
+  return write(chunk, ...rest);
+};
+`;
+
+export interface StartTime {
+  /** Wall milliseconds from spawning Node-RED to its "Started flows" line. */
+  wallMs: number;
+  /** CPU milliseconds the Node-RED process used until then. */
+  cpuMs: number;
+  /** Inside that start: requiring the package's node module, and its registering the types. */
+  requireMs: number;
+  registerMs: number;
+}
+
+function startOnce(variant: StartVariant): Promise<StartTime> {
   const userDir = makeUserDir(
     variant === 'flow'
       ? { withPackage: true, ...startFlow() }
-      : { withPackage: variant === 'with' },
+      : variant === 'coreFlow'
+        ? { withPackage: false, ...coreFlow() }
+        : { withPackage: variant === 'with' },
   );
   fs.writeFileSync(path.join(userDir, 'settings.js'), SETTINGS);
+  const probe = path.join(userDir, 'cpu-probe.js');
+  fs.writeFileSync(probe, CPU_PROBE);
   const red = path.join(
     path.dirname(require.resolve('node-red/package.json', { paths: [ROOT] })),
     'red.js',
   );
-  return new Promise<number>((resolve, reject) => {
+  return new Promise<StartTime>((resolve, reject) => {
     const began = performance.now();
     const child = spawn(
       process.execPath,
-      [red, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')],
+      ['-r', probe, red, '--userDir', userDir, '--settings', path.join(userDir, 'settings.js')],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
     let startedAfter: number | undefined;
+    // Types missing for good (the package not found) keep the flows from ever starting.
+    const giveUp = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.stdout.setEncoding('utf8').on('data', (text: string) => {
       output += text;
-      // Without the package the flow's types stay missing and the flows never start.
-      if (output.includes('Waiting for missing types')) child.kill('SIGKILL');
       if (startedAfter === undefined && output.includes('Started flows')) {
         startedAfter = performance.now() - began;
         child.kill('SIGINT');
       }
     });
-    child.stderr.resume();
+    let errors = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (errors += text));
     child.once('close', () => {
+      clearTimeout(giveUp);
       fs.rmSync(userDir, { recursive: true, force: true });
-      if (startedAfter !== undefined) resolve(startedAfter);
-      else reject(new Error(`Node-RED never said "Started flows":\n${output}`));
+      const probe = /TB_STARTUP (\d+) ([\d.]+) ([\d.]+)/.exec(errors);
+      if (startedAfter !== undefined && probe) {
+        resolve({
+          wallMs: startedAfter,
+          cpuMs: Number(probe[1]) / 1000,
+          requireMs: Number(probe[2]),
+          registerMs: Number(probe[3]),
+        });
+      } else reject(new Error(`Node-RED never said "Started flows":\n${output}`));
     });
   });
 }
@@ -107,9 +201,14 @@ function startOnce(variant: StartVariant): Promise<number> {
 /** Interleaved repetitions of every variant; the median start time of each. */
 export async function nodeRedStartTimes(
   repetitions: number,
-): Promise<Record<StartVariant, number>> {
-  const times: Record<StartVariant, number[]> = { without: [], with: [], flow: [] };
-  const variants: StartVariant[] = ['without', 'with', 'flow'];
+): Promise<Record<StartVariant, StartTime>> {
+  const times: Record<StartVariant, StartTime[]> = {
+    without: [],
+    with: [],
+    coreFlow: [],
+    flow: [],
+  };
+  const variants = START_VARIANTS;
   // One start of each first, not counted: warms the file cache.
   for (const variant of variants) await startOnce(variant);
   for (let i = 0; i < repetitions; i++) {
@@ -119,7 +218,18 @@ export async function nodeRedStartTimes(
       times[variant].push(await startOnce(variant));
     }
   }
-  return { without: median(times.without), with: median(times.with), flow: median(times.flow) };
+  const medians = (runs: StartTime[]): StartTime => ({
+    wallMs: median(runs.map((r) => r.wallMs)),
+    cpuMs: median(runs.map((r) => r.cpuMs)),
+    requireMs: median(runs.map((r) => r.requireMs)),
+    registerMs: median(runs.map((r) => r.registerMs)),
+  });
+  return {
+    without: medians(times.without),
+    with: medians(times.with),
+    coreFlow: medians(times.coreFlow),
+    flow: medians(times.flow),
+  };
 }
 
 /** Run in a fresh process: require the built module, register with a stub RED, report. */
