@@ -122,6 +122,19 @@ interface CoapLink {
 
 const links = new Map<string, CoapLink>();
 
+/**
+ * The last CoAP message id sent, across every link of this process. A server drops a request
+ * whose (address, port, message id) it saw in the last 247 s as a retransmission; each agent
+ * counts from a random start of its own, so a new link that got a recently used port could repeat
+ * a whole run of ids and lose every answer. One counter for all links never repeats an id before
+ * 65 536 requests.
+ */
+let lastMessageId = Math.floor(Math.random() * 0xffff);
+
+interface AgentCounters {
+  _lastMessageId: number;
+}
+
 /** The CoAP token of a datagram (RFC 7252: its length is the low nibble of the first byte). */
 function tokenOf(message: Buffer): string {
   const length = message.length >= 4 ? message[0] & 0x0f : 0;
@@ -215,10 +228,16 @@ async function sendCoap<T>(
     options: { 'Uri-Path': call.path.map((segment) => Buffer.from(segment, 'utf8')) },
   };
   if (call.payload !== undefined) params.contentFormat = 'application/json';
+  const counters = link.agent as unknown as AgentCounters;
+  counters._lastMessageId = lastMessageId;
   const request: OutgoingMessage = link.agent.request(params);
   // Runs before leaving the link (release steps run newest first): stops retransmission timers.
   x.onTeardown(() => {
-    if (!answered) link.agent.abort(request);
+    if (answered) return;
+    link.agent.abort(request);
+    // No answer (timeout, reset, abort): later exchanges get a new socket, in case the server
+    // stopped answering this one.
+    if (links.get(link.key) === link) links.delete(link.key);
   });
   request.on('error', (err: Error) => x.fail(connectionFailure(err, endpoint, x.delivered)));
   request.on('timeout', () => {
@@ -252,6 +271,7 @@ async function sendCoap<T>(
     }
   });
   request.end(call.payload === undefined ? undefined : Buffer.from(call.payload, 'utf8'));
+  lastMessageId = counters._lastMessageId;
   const token = (request as unknown as { _packet?: { token?: Buffer } })._packet?.token;
   if (token) user.token = token.toString('hex');
   x.markDelivered();
