@@ -160,7 +160,8 @@ async function main(argv: string[]): Promise<number> {
       `  provision key "${DEMO_KEY}", secret "${DEMO_SECRET}" (demo values: pass --key/--secret)`,
     );
   } else {
-    say(`  provision key ${mask(settings.key)}, secret ${mask(settings.secret)}`);
+    // The key only names the profile; the secret is shown not even in part.
+    say(`  provision key ${mask(settings.key)}, secret set (${settings.secret.length} characters)`);
   }
   say('Press Ctrl+C to stop.');
 
