@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(spec.cpuProfile, JSON.stringify(profile));
     session.disconnect();
   }
-  printResult(result);
+  await printResult(result);
   await stop();
 }
 

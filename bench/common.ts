@@ -126,6 +126,9 @@ export async function measure(
   };
 }
 
-export function printResult(result: RowResult): void {
-  process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(result)}\n`);
+/** Resolves once the line is out: process.exit() would drop what a pipe has not taken yet. */
+export function printResult(result: RowResult): Promise<void> {
+  return new Promise((resolve) =>
+    process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(result)}\n`, () => resolve()),
+  );
 }
