@@ -349,7 +349,9 @@ describe('provisioner', () => {
     it('sends one request for two simultaneous jobs for the same device; both get the answer', async () => {
       const answer = deferred<ProvisionAnswer>();
       const transport = fakeTransport(() => answer.promise);
-      const provisioner = make(transport, { store: store() });
+      const credentials = store();
+      await credentials.ready(); // single flight is the point here, not the store's first load
+      const provisioner = make(transport, { store: credentials });
       const a = provisioner.provision(job({ persist: true }));
       const b = provisioner.provision(
         job({ persist: false, target: { host: 'Tb.Example.Com', port: 8080 } }),
@@ -371,6 +373,26 @@ describe('provisioner', () => {
         'shared-token-0001',
         'each job gets its own copy',
       );
+    });
+
+    it('joins a request in flight even while the store is still loading', async () => {
+      const answer = deferred<ProvisionAnswer>();
+      const transport = fakeTransport(() => answer.promise);
+      const loading = deferred<undefined>();
+      const slowStore = Object.assign(Object.create(store()) as CredentialStore, {
+        ready: () => loading.promise,
+      });
+      const provisioner = make(transport, { store: slowStore });
+      const quick = provisioner.provision(job({ persist: false }));
+      const patient = provisioner.provision(job({ persist: true }));
+      for (let i = 0; i < 5; i++) await tick();
+      answer.resolve(token('joined-token-0001'));
+      await quick;
+      loading.resolve(undefined);
+      const joined = await patient;
+      assert.equal(transport.calls.length, 1, 'one request for both');
+      assert.equal(joined.answer.credentialsValue, 'joined-token-0001');
+      assert.equal(joined.cached, false);
     });
 
     it('stores the shared answer when a joining job asks for it', async () => {

@@ -341,6 +341,14 @@ export class Provisioner {
       const prepared = this.prepare(job);
       secrets.push(...secretsOf(prepared.supplied));
       const store = job.persist ? this.requireStore() : undefined;
+      const key = flightKey(job.target.host, prepared.provisionDeviceKey, prepared.deviceName);
+      // A request already in flight for this device is joined before any wait for the store, so a
+      // slow first load cannot let it finish unseen and cause a second request.
+      const running = this.flights.get(key);
+      if (running) {
+        running.persist ||= job.persist;
+        return await this.participate(running, job);
+      }
       if (store && !this.storeLoaded) {
         await this.untilReady(store, job.signal);
         this.storeLoaded = true;
@@ -348,7 +356,6 @@ export class Provisioner {
       if (this.closing.signal.aborted || job.signal?.aborted) throw new ProvisionCancelledError();
 
       // From here to joining or starting a flight nothing awaits, so one device has one flight.
-      const key = flightKey(job.target.host, prepared.provisionDeviceKey, prepared.deviceName);
       let flight = this.flights.get(key);
       if (!flight && store && !job.reprovision) {
         const stored = store.get(job.target.host, prepared.provisionDeviceKey, prepared.deviceName);
