@@ -105,6 +105,14 @@ function send(job: Record<string, unknown>): Promise<void> {
   return done;
 }
 
+/** Ends the writer thread when it has nothing to do; the next write starts a new one. */
+export function stopFileWriter(): void {
+  if (worker === undefined || pending.size > 0) return;
+  const stopping = worker;
+  worker = undefined;
+  void stopping.terminate();
+}
+
 /** Writes `content` to `target` durably through `temp` (same folder `dir`); no torn file ever. */
 export function writeFileDurably(
   dir: string,

@@ -24,7 +24,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CREDENTIALS_TYPES } from '../protocol/types';
-import { removeFiles, writeFileDurably } from './durable-file';
+import { removeFiles, stopFileWriter, writeFileDurably } from './durable-file';
 import type { StoredEntry } from './types';
 
 export const STORE_FORMAT = 'thingsboard-provision-credentials';
@@ -528,6 +528,8 @@ class CredentialStoreHandle implements CredentialStore {
               // Reopened meanwhile: the core lives on with its new holders.
               if (core.refs === 0 && openCores.get(core.filePath) === core) {
                 openCores.delete(core.filePath);
+                // No store left in this process: its writer thread goes too.
+                if (openCores.size === 0) stopFileWriter();
               }
             });
     }
