@@ -13,7 +13,7 @@ import {
 } from '../provisioner';
 import type { CredentialStore } from '../provisioner';
 import type { CredentialsMode, ProvisionResult } from '../provisioner/types';
-import { closeHttpAgents, verifyDeviceCredentials } from '../transports';
+import { closeCoapLinks, closeHttpAgents, verifyDeviceCredentials } from '../transports';
 import type { TransportName } from '../transports/types';
 import type { ProvisionConfigNode } from './config-node';
 import { outputFields } from './message';
@@ -249,10 +249,14 @@ export function registerProvisionNode(RED: NodeAPI): void {
         .catch(() => undefined)
         .then(() => store?.release())
         .catch(() => undefined)
-        .then(() => {
-          if (--liveNodes === 0) closeHttpAgents();
-          done();
-        });
+        .then(async () => {
+          if (--liveNodes === 0) {
+            closeHttpAgents();
+            await closeCoapLinks();
+          }
+        })
+        .catch(() => undefined)
+        .then(() => done());
     });
   }
 

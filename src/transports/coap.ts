@@ -1,7 +1,8 @@
 /**
  * Provisioning over CoAP: a confirmable POST /api/v1/provision through an agent on a UDP socket of
- * our own, shared by the exchanges in flight to the same server and closed when the last one ends;
- * the deadline, not the coap package's ~93 s of retransmissions, decides when to give up.
+ * our own, shared by the exchanges to the same server and closed a second after the last one ends
+ * (unref'd meanwhile, never keeping the process alive); the deadline, not the coap package's ~93 s
+ * of retransmissions, decides when to give up.
  */
 
 import * as dgram from 'node:dgram';
@@ -118,7 +119,16 @@ interface CoapLink {
   users: Set<LinkUser>;
   connected: Promise<void>;
   open: boolean;
+  /** Set while the link waits, unused, for the next exchange. */
+  idle?: NodeJS.Timeout;
+  closing?: Promise<void>;
 }
+
+/**
+ * How long an unused link waits for the next exchange before its socket closes. Meanwhile socket
+ * and timer are unref'd, like a pooled HTTP connection: they never keep the process alive.
+ */
+const LINK_IDLE_MS = 1000;
 
 const links = new Map<string, CoapLink>();
 
@@ -181,16 +191,50 @@ function openLink(key: string, address: string, family: 4 | 6, port: number): Co
   return link;
 }
 
-/** Leaves a link; the last user closes it and waits for the socket to close. */
-function leaveLink(link: CoapLink, user: LinkUser): Promise<void> | undefined {
-  link.users.delete(user);
-  if (link.users.size > 0) return undefined;
+function closeLink(link: CoapLink): Promise<void> {
+  if (link.idle !== undefined) clearTimeout(link.idle);
+  link.idle = undefined;
   if (links.get(link.key) === link) links.delete(link.key);
-  return (async () => {
+  link.closing ??= (async () => {
     // Let the ACK of a separate answer leave before the socket closes.
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (link.open) await new Promise<void>((resolve) => link.socket.close(() => resolve()));
   })();
+  return link.closing;
+}
+
+function joinLink(link: CoapLink, user: LinkUser): void {
+  if (link.idle !== undefined) {
+    clearTimeout(link.idle);
+    link.idle = undefined;
+    link.socket.ref();
+  }
+  link.users.add(user);
+}
+
+/**
+ * Leaves a link. The last user of a link still handed out leaves it idle for the next exchange;
+ * of a link taken out of service (no answer, socket error, closeCoapLinks) it closes the socket
+ * and waits for that.
+ */
+function leaveLink(link: CoapLink, user: LinkUser): Promise<void> | undefined {
+  link.users.delete(user);
+  if (link.users.size > 0) return undefined;
+  if (links.get(link.key) !== link) return closeLink(link);
+  link.socket.unref();
+  link.idle = setTimeout(() => void closeLink(link), LINK_IDLE_MS);
+  link.idle.unref();
+  return undefined;
+}
+
+/** Closes the idle links and takes the busy ones out of service; the node calls it on close. */
+export function closeCoapLinks(): Promise<void> {
+  const closing: Array<Promise<void>> = [];
+  for (const link of [...links.values()]) {
+    links.delete(link.key);
+    if (link.users.size === 0) closing.push(closeLink(link));
+  }
+  return Promise.all(closing).then(() => undefined);
 }
 
 /** One confirmable request and its answer, piggy-backed or separate, over the server's link. */
@@ -214,7 +258,7 @@ async function sendCoap<T>(
           : connectionFailure(err, endpoint, x.delivered),
       ),
   };
-  link.users.add(user);
+  joinLink(link, user);
   x.onTeardown(() => leaveLink(link, user));
 
   await link.connected;

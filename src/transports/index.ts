@@ -4,7 +4,7 @@
  */
 
 import { unknownTransport } from './device-api';
-import { coapModule, httpModule, loadedHttpModule, mqttModule } from './lazy';
+import { coapModule, httpModule, loadedCoapModule, loadedHttpModule, mqttModule } from './lazy';
 import type { Transport, TransportName } from './types';
 
 export type {
@@ -37,4 +37,9 @@ export function getTransport(name: TransportName): Transport {
 /** Destroys the pooled HTTP(S) connections; the node calls it on close, tests after each case. */
 export function closeHttpAgents(): void {
   loadedHttpModule()?.closeHttpAgents();
+}
+
+/** Closes the idle CoAP sockets kept for the next exchange; the node calls it on close. */
+export function closeCoapLinks(): Promise<void> {
+  return loadedCoapModule()?.closeCoapLinks() ?? Promise.resolve();
 }

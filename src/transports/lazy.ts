@@ -23,6 +23,11 @@ export function coapModule(): CoapModule {
   return coap;
 }
 
+/** The CoAP module if something has used it already; closing links never loads it. */
+export function loadedCoapModule(): CoapModule | undefined {
+  return coap;
+}
+
 /** The HTTP module if something has used it already; closing agents never loads it. */
 export function loadedHttpModule(): HttpModule | undefined {
   return http;
