@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { Emulator } from '../src/emulator';
 import {
   Collector,
-  PROFILE,
   delay,
   keys,
   loadFlow,
   provisionFlow,
   send,
+  startEmulator,
+  tearDown,
   tempUserDir,
 } from './support/flows';
 import { coreNodeModule, helper } from './support/node-red';
@@ -19,14 +19,12 @@ describe('chaining into core nodes', function () {
   let userDir: string;
 
   beforeEach(async function () {
-    emulator = await Emulator.start({ mqttPort: 0, httpPort: 0, coapPort: 0, profiles: [PROFILE] });
+    emulator = await startEmulator();
     userDir = tempUserDir();
   });
 
   afterEach(async function () {
-    await helper.unload();
-    await emulator.stop();
-    fs.rmSync(userDir, { recursive: true, force: true });
+    await tearDown(emulator, userDir);
   });
 
   for (const credentialsType of ['server', 'MQTT_BASIC'] as const) {

@@ -13,6 +13,8 @@ import {
   loadFlow,
   provisionFlow,
   send,
+  startEmulator,
+  tearDown,
   tempUserDir,
 } from './support/flows';
 import type { Message } from './support/flows';
@@ -25,14 +27,12 @@ describe('thingsboard-provision node', function () {
   let userDir: string;
 
   beforeEach(async function () {
-    emulator = await Emulator.start({ mqttPort: 0, httpPort: 0, coapPort: 0, profiles: [PROFILE] });
+    emulator = await startEmulator();
     userDir = tempUserDir();
   });
 
   afterEach(async function () {
-    await helper.unload();
-    await emulator.stop();
-    fs.rmSync(userDir, { recursive: true, force: true });
+    await tearDown(emulator, userDir);
   });
 
   it('registers both node types and keeps the key and secret out of the flow', async function () {
@@ -428,12 +428,7 @@ describe('thingsboard-provision node', function () {
     it('reports CONNECTION_ERROR when nothing listens', async function () {
       const ports = emulator.ports;
       await emulator.stop();
-      emulator = await Emulator.start({
-        mqttPort: 0,
-        httpPort: 0,
-        coapPort: 0,
-        profiles: [PROFILE],
-      });
+      emulator = await startEmulator();
       await loadFlow(
         provisionFlow(emulator, { transport: 'http' }, { httpPort: ports.http }),
         keys(),

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Emulator } from '../../src/emulator';
+import { Emulator } from '../../src/emulator';
 import { helper, provisionModule } from './node-red';
 
 export const KEY = 'test-provision-key';
@@ -131,3 +131,15 @@ export function send(msg: Record<string, unknown>, nodeId = 'prov'): void {
 }
 
 export const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** An emulator on ephemeral ports that knows the test profile. */
+export function startEmulator(): Promise<Emulator> {
+  return Emulator.start({ mqttPort: 0, httpPort: 0, coapPort: 0, profiles: [PROFILE] });
+}
+
+/** After a test: unload the flow, stop the emulator and remove the user directory. */
+export async function tearDown(emulator: Emulator, userDir: string): Promise<void> {
+  await helper.unload();
+  await emulator.stop();
+  fs.rmSync(userDir, { recursive: true, force: true });
+}
