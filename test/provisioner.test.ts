@@ -290,7 +290,7 @@ describe('provisioner', () => {
         flush: async () => undefined,
         release: async () => undefined,
         close: async () => undefined,
-        stats: () => ({ entries: 0, segments: 0, segmentWrites: 0, compactions: 0 }),
+        stats: () => ({ entries: 0, journals: 0, commits: 0, compactions: 0 }),
       };
       const transport = fakeTransport(async (r) => echo(r));
       let settled = false;

@@ -27,7 +27,7 @@ const RED_JS = path.join(RUNTIME_DIR, 'red.js');
 const BATCH = 80;
 const CONCURRENCY = 4;
 const KILLS = 6;
-const STORE_FILE = /^credentials\.json(?:\.segment-\d+)?$/;
+const STORE_FILE = /^credentials\.json(?:\.journal-\d+)?$/;
 
 interface Emitted {
   node: string;
@@ -212,13 +212,14 @@ interface StoreOnDisk {
 }
 
 /**
- * Reads the store as its format describes it (snapshot, then newer segments in order), written
- * here independently of the store's own loader. Every snapshot or segment file must parse.
+ * Reads the store as its format describes it (the snapshot, then newer journals in order, one entry
+ * per line), written here independently of the store's own loader. The snapshot must parse whole;
+ * in a journal only the text after the last newline may be torn (a commit never acknowledged).
  */
 function readStoreFromDisk(dir: string): StoreOnDisk {
   const found: StoreOnDisk = { entries: new Map(), files: [], temps: [], damaged: [] };
   if (!fs.existsSync(dir)) return found;
-  const segments: Array<{ sequence: number; entries: StoredEntry[] }> = [];
+  const journals: Array<{ sequence: number; entries: StoredEntry[] }> = [];
   let snapshotSequence = 0;
   for (const name of fs.readdirSync(dir)) {
     const full = path.join(dir, name);
@@ -233,24 +234,31 @@ function readStoreFromDisk(dir: string): StoreOnDisk {
     assert.match(name, STORE_FILE, `an unexpected file in the store folder: ${name}`);
     found.files.push(name);
     assert.equal(fs.statSync(full).mode & 0o777, 0o600, `${name} is readable by its owner only`);
-    let parsed: { kind: string; sequence: number; entries: StoredEntry[] };
-    try {
-      parsed = JSON.parse(fs.readFileSync(full, 'utf8')) as typeof parsed;
-    } catch (err) {
-      assert.fail(`${name} does not parse: a torn write (${(err as Error).message})`);
-    }
-    assert.equal(parsed.kind, name === 'credentials.json' ? 'snapshot' : 'segment', name);
-    if (parsed.kind === 'snapshot') {
-      snapshotSequence = parsed.sequence;
-      for (const entry of parsed.entries) found.entries.set(entry.deviceName, entry);
-    } else {
-      segments.push(parsed);
+    const text = fs.readFileSync(full, 'utf8');
+    const end = text.lastIndexOf('\n');
+    const lines =
+      name === 'credentials.json' ? [text] : end === -1 ? [] : text.slice(0, end).split('\n');
+    const parsed = lines.map((line, i) => {
+      try {
+        return JSON.parse(line) as { kind: string; sequence: number; entries: StoredEntry[] };
+      } catch (err) {
+        return assert.fail(`${name} line ${i + 1} does not parse: ${(err as Error).message}`);
+      }
+    });
+    if (name === 'credentials.json') {
+      assert.equal(parsed[0].kind, 'snapshot');
+      snapshotSequence = parsed[0].sequence;
+      for (const entry of parsed[0].entries) found.entries.set(entry.deviceName, entry);
+    } else if (lines.length > 0) {
+      assert.equal(parsed[0].kind, 'journal', name);
+      const entries = parsed.slice(1) as unknown as StoredEntry[];
+      journals.push({ sequence: parsed[0].sequence, entries });
     }
   }
-  segments.sort((a, b) => a.sequence - b.sequence);
-  for (const segment of segments) {
-    if (segment.sequence <= snapshotSequence) continue;
-    for (const entry of segment.entries) found.entries.set(entry.deviceName, entry);
+  journals.sort((a, b) => a.sequence - b.sequence);
+  for (const journal of journals) {
+    if (journal.sequence <= snapshotSequence) continue;
+    for (const entry of journal.entries) found.entries.set(entry.deviceName, entry);
   }
   return found;
 }
@@ -426,7 +434,7 @@ describe('reliability: crash safety of the store in a real Node-RED (SIGKILL)', 
 
     const store = checkStore('after the last run');
     assert.deepEqual(store.temps, [], 'no temp file after a clean stop');
-    assert.deepEqual(store.files, ['credentials.json'], 'a clean stop folds the segments in');
+    assert.deepEqual(store.files, ['credentials.json'], 'a clean stop folds the journals in');
 
     // The store's own loader agrees with the format read here.
     const reopened = openCredentialStore(path.join(storeDir, 'credentials.json'));

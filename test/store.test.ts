@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  MAX_SEGMENTS,
+  MIN_COMPACTION_BYTES,
   STORE_FORMAT,
   defaultStorePath,
   openCredentialStore,
@@ -24,29 +24,47 @@ function entry(name: string, token = `token-of-${name}`, host = 'tb.example.com'
   };
 }
 
-/** Every entry found in complete files on disk right now, later segments winning. */
+/**
+ * Every entry found on disk right now, read as the format describes it: the snapshot, then the
+ * newer journals in order, each line an entry, text after a journal's last newline ignored.
+ */
 function durableEntries(file: string): Map<string, StoredEntry> {
   const dir = path.dirname(file);
   const base = path.basename(file);
   const found = new Map<string, StoredEntry>();
   if (!fs.existsSync(dir)) return found;
   const names = fs.readdirSync(dir);
-  const segments = names
-    .map((n) => /\.segment-(\d+)$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null && m.input.startsWith(`${base}.segment-`))
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
-  const files = [
-    ...(names.includes(base) ? [base] : []),
-    ...segments.map((s) => `${base}.segment-${s}`),
-  ];
-  for (const name of files) {
-    const parsed = JSON.parse(fs.readFileSync(path.join(dir, name), 'utf8')) as {
+  let sequence = 0;
+  if (names.includes(base)) {
+    const snapshot = JSON.parse(fs.readFileSync(file, 'utf8')) as {
+      sequence: number;
       entries: StoredEntry[];
     };
-    for (const e of parsed.entries) found.set(e.deviceName, e);
+    sequence = snapshot.sequence;
+    for (const e of snapshot.entries) found.set(e.deviceName, e);
+  }
+  const journals = names
+    .filter((n) => n.startsWith(`${base}.journal-`))
+    .map((n) => Number(n.slice(`${base}.journal-`.length)))
+    .filter((n) => n > sequence)
+    .sort((a, b) => a - b);
+  for (const n of journals) {
+    const text = fs.readFileSync(path.join(dir, `${base}.journal-${n}`), 'utf8');
+    const lines = text
+      .slice(0, text.lastIndexOf('\n') + 1)
+      .split('\n')
+      .slice(1, -1);
+    for (const line of lines) {
+      const e = JSON.parse(line) as StoredEntry;
+      found.set(e.deviceName, e);
+    }
   }
   return found;
+}
+
+function journalText(sequence: number, entries: StoredEntry[], tail = ''): string {
+  const header = { format: STORE_FORMAT, version: 1, kind: 'journal', sequence };
+  return [header, ...entries].map((line) => `${JSON.stringify(line)}\n`).join('') + tail;
 }
 
 describe('credential store', () => {
@@ -157,39 +175,48 @@ describe('credential store', () => {
     const store = open();
     await store.ready();
     await Promise.all(Array.from({ length: 50 }, (_, i) => store.put(entry(`dev-${i}`))));
-    const { segmentWrites, entries } = store.stats();
+    const { commits, entries } = store.stats();
     assert.equal(entries, 50);
-    assert.ok(segmentWrites <= 3, `50 concurrent puts took ${segmentWrites} writes`);
+    assert.ok(commits <= 3, `50 concurrent puts took ${commits} writes`);
     assert.equal(durableEntries(file).size, 50);
   });
 
-  it('folds segments into the snapshot before they pile up, and loads the result', async () => {
+  it('appends every commit to one journal, folds it into the snapshot once it outweighs it, and loads the result', async () => {
     const store = open();
     await store.ready();
-    for (let i = 0; i < MAX_SEGMENTS + 10; i++) await store.put(entry(`dev-${i}`));
+    const count = Math.ceil((3 * MIN_COMPACTION_BYTES) / JSON.stringify(entry('dev-0')).length);
+    for (let i = 0; i < count; i++) await store.put(entry(`dev-${i}`));
     const stats = store.stats();
-    assert.ok(stats.compactions >= 1);
-    assert.ok(stats.segments < MAX_SEGMENTS, `${stats.segments} segments left`);
-    assert.ok(fs.readdirSync(path.dirname(file)).length <= MAX_SEGMENTS);
-    assert.equal(durableEntries(file).size, MAX_SEGMENTS + 10);
+    assert.equal(stats.commits, count);
+    assert.ok(stats.compactions >= 1 && stats.compactions <= 3, `${stats.compactions} compactions`);
+    assert.ok(stats.journals <= 1, `${stats.journals} journals`);
+    assert.ok(fs.readdirSync(path.dirname(file)).length <= 2);
+    assert.equal(durableEntries(file).size, count);
     await store.release();
+    assert.deepEqual(fs.readdirSync(path.dirname(file)), ['credentials.json']);
     const again = open();
     await again.ready();
-    assert.equal(again.stats().entries, MAX_SEGMENTS + 10);
+    assert.equal(again.stats().entries, count);
   });
 
-  it('ignores and removes segments already folded into the snapshot; later files win', async () => {
+  it('ignores and removes journals already folded into the snapshot; later files win', async () => {
     const dir = path.dirname(file);
     fs.mkdirSync(dir, { recursive: true });
-    const write = (name: string, kind: string, sequence: number, entries: StoredEntry[]): void =>
-      fs.writeFileSync(
-        path.join(dir, name),
-        JSON.stringify({ format: STORE_FORMAT, version: 1, kind, sequence, entries }),
-      );
-    write('credentials.json', 'snapshot', 5, [entry('x', 'newer')]);
-    write('credentials.json.segment-3', 'segment', 3, [entry('x', 'older')]);
-    write('credentials.json.segment-6', 'segment', 6, [entry('y', 'y1')]);
-    write('credentials.json.segment-7', 'segment', 7, [entry('y', 'y2')]);
+    const write = (name: string, content: string): void =>
+      fs.writeFileSync(path.join(dir, name), content);
+    write(
+      'credentials.json',
+      JSON.stringify({
+        format: STORE_FORMAT,
+        version: 1,
+        kind: 'snapshot',
+        sequence: 5,
+        entries: [entry('x', 'newer')],
+      }),
+    );
+    write('credentials.json.journal-3', journalText(3, [entry('x', 'older')]));
+    write('credentials.json.journal-6', journalText(6, [entry('y', 'y1')]));
+    write('credentials.json.journal-7', journalText(7, [entry('y', 'y2')]));
     fs.writeFileSync(path.join(dir, 'credentials.json.tmp-1-1'), '{"torn');
     const warnings: string[] = [];
     const store = open((m) => warnings.push(m));
@@ -199,11 +226,41 @@ describe('credential store', () => {
     assert.deepEqual(warnings, []);
     assert.deepEqual(fs.readdirSync(dir).sort(), [
       'credentials.json',
-      'credentials.json.segment-6',
-      'credentials.json.segment-7',
+      'credentials.json.journal-6',
+      'credentials.json.journal-7',
     ]);
     await store.put(entry('z'));
-    assert.ok(fs.existsSync(path.join(dir, 'credentials.json.segment-8')));
+    // An existing journal may end in a torn commit: it is never appended to; a new one starts.
+    assert.equal(
+      fs.readFileSync(path.join(dir, 'credentials.json.journal-7'), 'utf8'),
+      journalText(7, [entry('y', 'y2')]),
+    );
+    assert.ok(durableEntries(file).has('z'));
+    assert.match(fs.readFileSync(path.join(dir, 'credentials.json.journal-8'), 'utf8'), /"z"/);
+  });
+
+  it('ignores a commit torn by a crash at the end of a journal, and a journal whose header never completed', async () => {
+    const dir = path.dirname(file);
+    fs.mkdirSync(dir, { recursive: true });
+    const torn = JSON.stringify(entry('torn')).slice(0, 40);
+    fs.writeFileSync(
+      path.join(dir, 'credentials.json.journal-1'),
+      journalText(1, [entry('a'), entry('b')], torn),
+    );
+    fs.writeFileSync(path.join(dir, 'credentials.json.journal-2'), '{"format":"thingsb');
+    const warnings: string[] = [];
+    const store = open((m) => warnings.push(m));
+    await store.ready();
+    assert.deepEqual(warnings, []);
+    assert.equal(store.stats().entries, 2);
+    assert.ok(store.get('tb.example.com', 'profile-key', 'a'));
+    assert.ok(store.get('tb.example.com', 'profile-key', 'b'));
+    assert.equal(store.get('tb.example.com', 'profile-key', 'torn'), undefined);
+    await store.put(entry('c'));
+    assert.ok(fs.existsSync(path.join(dir, 'credentials.json.journal-3')));
+    await store.release();
+    assert.deepEqual(fs.readdirSync(dir), ['credentials.json']);
+    assert.deepEqual([...durableEntries(file).keys()].sort(), ['a', 'b', 'c']);
   });
 
   for (const [label, content, problem] of [
@@ -256,26 +313,24 @@ describe('credential store', () => {
     });
   }
 
-  it('moves a damaged segment aside and still loads the others', async () => {
+  it('moves a damaged journal aside and still loads the others', async () => {
     const dir = path.dirname(file);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(
-      path.join(dir, 'credentials.json.segment-1'),
-      JSON.stringify({
-        format: STORE_FORMAT,
-        version: 1,
-        kind: 'segment',
-        sequence: 1,
-        entries: [entry('a')],
-      }),
-    );
-    fs.writeFileSync(path.join(dir, 'credentials.json.segment-2'), 'garbage');
+    fs.writeFileSync(path.join(dir, 'credentials.json.journal-1'), journalText(1, [entry('a')]));
+    const damaged = journalText(2, [entry('b')]).replace('"deviceName"', '"nameOfDevice"');
+    fs.writeFileSync(path.join(dir, 'credentials.json.journal-2'), damaged);
+    fs.writeFileSync(path.join(dir, 'credentials.json.journal-3'), 'garbage\n');
     const warnings: string[] = [];
     const store = open((m) => warnings.push(m));
     await store.ready();
     assert.ok(store.get('tb.example.com', 'profile-key', 'a'));
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0], /segment-2 is damaged/);
+    assert.equal(store.get('tb.example.com', 'profile-key', 'b'), undefined);
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0], /journal-2 is damaged \(line 2 has the wrong shape\)/);
+    assert.match(warnings[1], /journal-3 is damaged \(not valid JSON in line 1\)/);
+    const aside = fs.readdirSync(dir).filter((n) => n.includes('.damaged-'));
+    assert.equal(aside.length, 2);
+    assert.ok(aside.some((n) => fs.readFileSync(path.join(dir, n), 'utf8') === damaged));
   });
 
   it('rejects put() when the file cannot be written, keeps the entry in memory, and writes it with the next commit', async () => {
@@ -299,7 +354,7 @@ describe('credential store', () => {
     assert.equal(fs.existsSync(path.dirname(file)), false);
   });
 
-  it('never leaves a torn file when the process is killed mid-write', async function () {
+  it('loses no acknowledged entry and reports no damage when the process is killed mid-write', async function () {
     this.timeout(30_000);
     for (let round = 0; round < 4; round++) {
       const acknowledged = await runAndKill(file, round * 1_000_000, 30 + round * 50);

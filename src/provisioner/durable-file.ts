@@ -1,14 +1,27 @@
 /**
- * Durable file writes off the event loop. One worker thread per process runs each write as plain
- * synchronous calls — complete new file, fsync, rename over the final name, fsync the folder — so
- * a group commit costs the event loop one message instead of eight thread-pool round trips (those
- * were a quarter of the provision node's event-loop time at a thousand devices per second).
+ * Durable file writes off the event loop. One worker thread per process runs each job as plain
+ * synchronous calls, so a group commit costs the event loop one message instead of several
+ * thread-pool round trips (those were a quarter of the provision node's event-loop time at a
+ * thousand devices per second). Two kinds of write:
+ *   - a complete file: new file, fsync, rename over the final name, fsync the folder;
+ *   - an append to a journal the thread keeps open: the first append creates the file and
+ *     flushes it and its folder, each later one is a write and an fdatasync.
  */
 import { Worker } from 'node:worker_threads';
 
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const fs = require('node:fs');
+
+/** Journals being appended to: path -> file descriptor. */
+const journals = new Map();
+
+function closeJournal(file) {
+  const fd = journals.get(file);
+  if (fd === undefined) return;
+  journals.delete(file);
+  try { fs.closeSync(fd); } catch {}
+}
 
 function syncFolder(dir) {
   let fd;
@@ -40,10 +53,40 @@ function write({ dir, temp, target, content }) {
   syncFolder(dir);
 }
 
+function append({ dir, file, content }) {
+  let fd = journals.get(file);
+  const created = fd === undefined;
+  try {
+    // 'ax': a journal is only ever new here; an old one (perhaps torn by a crash) is never reopened.
+    if (created) fd = fs.openSync(file, 'ax', 0o600);
+    fs.writeFileSync(fd, content);
+    if (created) fs.fsyncSync(fd);
+    else fs.fdatasyncSync(fd);
+    if (created) {
+      journals.set(file, fd);
+      syncFolder(dir);
+    }
+  } catch (err) {
+    // After a failed write or flush the file's tail is unknown: it is never appended to again.
+    if (created && fd !== undefined && !journals.has(file)) try { fs.closeSync(fd); } catch {}
+    closeJournal(file);
+    throw err;
+  }
+}
+
+function remove({ files }) {
+  for (const file of files) {
+    closeJournal(file);
+    try { fs.rmSync(file, { force: true }); } catch {}
+  }
+}
+
 parentPort.on('message', (job) => {
   try {
     if (job.kind === 'write') write(job);
-    else for (const file of job.files) try { fs.rmSync(file, { force: true }); } catch {}
+    else if (job.kind === 'append') append(job);
+    else if (job.kind === 'close') for (const file of job.files) closeJournal(file);
+    else remove(job);
     parentPort.postMessage({ id: job.id });
   } catch (err) {
     parentPort.postMessage({
@@ -123,7 +166,21 @@ export function writeFileDurably(
   return send({ kind: 'write', dir, temp, target, content });
 }
 
-/** Removes files, ignoring those already gone or that cannot be removed. */
+/**
+ * Appends `content` to the journal `file` and flushes it. The first append creates the file (it
+ * must not exist) and also flushes the folder `dir`; after a failed append the journal is closed
+ * and a later append to the same path fails, so a fresh journal must be started.
+ */
+export function appendDurably(dir: string, file: string, content: string): Promise<void> {
+  return send({ kind: 'append', dir, file, content });
+}
+
+/** Closes journals the thread holds open; the files stay. */
+export function closeJournals(files: string[]): Promise<void> {
+  return send({ kind: 'close', files });
+}
+
+/** Removes files (closing any that is an open journal), ignoring those already gone. */
 export function removeFiles(files: string[]): Promise<void> {
   return send({ kind: 'remove', files });
 }
