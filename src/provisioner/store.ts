@@ -192,18 +192,17 @@ function fileHeader(kind: StoreFile['kind'], sequence: number): string {
   return `{"format":"${STORE_FORMAT}","version":${STORE_VERSION},"kind":"${kind}","sequence":${sequence}`;
 }
 
-/** One entry per line: small diffs for people who look, and cheap to write. */
-function serializeSnapshot(sequence: number, entries: Iterable<StoredEntry>): string {
-  const lines: string[] = [];
-  for (const entry of entries) lines.push(JSON.stringify(entry));
+/** One entry (its JSON text) per line: small diffs for people who look, and cheap to write. */
+function serializeSnapshot(sequence: number, lines: Iterable<string>): string {
+  const all = [...lines];
   const head = `${fileHeader('snapshot', sequence)},"entries":[`;
-  return lines.length === 0 ? `${head}]}\n` : `${head}\n${lines.join(',\n')}\n]}\n`;
+  return all.length === 0 ? `${head}]}\n` : `${head}\n${all.join(',\n')}\n]}\n`;
 }
 
 /** Entry lines for a journal, each ending in a newline: a line is complete or torn. */
-function journalLines(entries: Iterable<StoredEntry>): string {
+function journalLines(lines: Iterable<string>): string {
   let text = '';
-  for (const entry of entries) text += `${JSON.stringify(entry)}\n`;
+  for (const line of lines) text += `${line}\n`;
   return text;
 }
 
@@ -242,14 +241,18 @@ class StoreCore {
   refs = 0;
   readonly listeners: Array<NonNullable<CredentialStoreOptions['onWarning']>> = [];
 
-  private readonly entries = new Map<string, StoredEntry>();
+  /**
+   * Every entry as the JSON text it is written as, by device: serialised once, when put or
+   * loaded, and parsed only when asked for. Strings also keep the garbage collector's work small.
+   */
+  private readonly entries = new Map<string, string>();
   private loaded = false;
   private readonly loading: Promise<void>;
   /** Entries put but not yet part of a written file, latest per device. */
-  private dirty = new Map<string, StoredEntry>();
+  private dirty = new Map<string, string>();
   private waiters: PutWaiter[] = [];
   /** Entries whose write failed: written again with the next commit. */
-  private unwritten = new Map<string, StoredEntry>();
+  private unwritten = new Map<string, string>();
   private writing: Promise<void> | undefined;
   private compactRequested = false;
   private compactionBlockedUntil = 0;
@@ -282,16 +285,19 @@ class StoreCore {
   get(host: string, provisionDeviceKey: string, deviceName: string): StoredEntry | undefined {
     if (!this.loaded)
       throw new Error('The credential store is not loaded yet: await ready() first');
-    return this.entries.get(entryKey(host, provisionDeviceKey, deviceName));
+    const line = this.entries.get(entryKey(host, provisionDeviceKey, deviceName));
+    return line === undefined ? undefined : (JSON.parse(line) as StoredEntry);
   }
 
-  async put(entry: StoredEntry): Promise<void> {
-    if (!isStoredEntry(entry)) throw new TypeError('Not a storable credentials entry');
-    await this.loading;
-    const copy = structuredClone(entry);
-    const key = entryKey(copy.host, copy.provisionDeviceKey, copy.deviceName);
-    this.entries.set(key, copy);
-    this.dirty.set(key, copy);
+  put(entry: StoredEntry): Promise<void> {
+    if (!isStoredEntry(entry)) {
+      return Promise.reject(new TypeError('Not a storable credentials entry'));
+    }
+    if (!this.loaded) return this.loading.then(() => this.put(entry));
+    const line = JSON.stringify(entry);
+    const key = entryKey(entry.host, entry.provisionDeviceKey, entry.deviceName);
+    this.entries.set(key, line);
+    this.dirty.set(key, line);
     const durable = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     this.schedule();
     return durable;
@@ -389,7 +395,8 @@ class StoreCore {
   }
 
   private apply(entry: StoredEntry): void {
-    this.entries.set(entryKey(entry.host, entry.provisionDeviceKey, entry.deviceName), entry);
+    const key = entryKey(entry.host, entry.provisionDeviceKey, entry.deviceName);
+    this.entries.set(key, JSON.stringify(entry));
   }
 
   /** A file's text, or undefined when it is gone. */
@@ -460,22 +467,25 @@ class StoreCore {
 
   private schedule(): void {
     if (this.writing) return;
-    this.writing = this.drain().finally(() => {
-      this.writing = undefined;
-    });
+    this.writing = this.drain();
   }
 
   private async drain(): Promise<void> {
-    // Answers read in the same turn of the event loop (a poll phase often delivers several) go
-    // into one commit instead of the first alone: waiting for the turn's end costs microseconds.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    while (this.waiters.length > 0 || this.compactRequested || this.compactionDue()) {
-      if (this.waiters.length > 0) await this.commitBatch();
-      // Checked between commits too, so a long burst does not grow the journal without bound.
-      if (this.compactRequested || this.compactionDue()) {
-        this.compactRequested = false;
-        await this.compact();
+    try {
+      // Answers read in the same turn of the event loop (a poll phase often delivers several) go
+      // into one commit instead of the first alone: waiting for the turn's end costs microseconds.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      while (this.waiters.length > 0 || this.compactRequested || this.compactionDue()) {
+        if (this.waiters.length > 0) await this.commitBatch();
+        // Checked between commits too, so a long burst does not grow the journal without bound.
+        if (this.compactRequested || this.compactionDue()) {
+          this.compactRequested = false;
+          await this.compact();
+        }
       }
+    } finally {
+      // In the same step as the last check: a put() from here on starts the next drain.
+      this.writing = undefined;
     }
   }
 
