@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -393,6 +394,77 @@ describe('provisioner', () => {
       assert.equal(transport.calls.length, 1, 'one request for both');
       assert.equal(joined.answer.credentialsValue, 'joined-token-0001');
       assert.equal(joined.cached, false);
+    });
+
+    it('lets every job that comes before the store has loaded share one wait, each cancelled on its own', async () => {
+      const loading = deferred<undefined>();
+      const slowStore = Object.assign(Object.create(store()) as CredentialStore, {
+        ready: () => loading.promise,
+      });
+      const transport = fakeTransport((request) =>
+        Promise.resolve(token(`t-${request.deviceName}`)),
+      );
+      const provisioner = make(transport, { store: slowStore, concurrency: 50 });
+      const own = new AbortController();
+      const mine = provisioner.provision(
+        job({ deviceName: 'own-signal', signal: own.signal, persist: true }),
+      );
+      const jobs = Array.from({ length: 2000 }, (_, i) =>
+        provisioner.provision(job({ deviceName: `early-${i}`, persist: true })),
+      );
+      for (let i = 0; i < 5; i++) await tick();
+      const closing = (provisioner as unknown as { closing: AbortController }).closing.signal;
+      assert.equal(getEventListeners(closing, 'abort').length, 1, 'one shared wait on close');
+      own.abort();
+      await assert.rejects(mine, ProvisionCancelledError);
+      loading.resolve(undefined);
+      const results = await Promise.all(jobs);
+      assert.equal(transport.calls.length, 2000);
+      assert.equal(results[1999].answer.credentialsValue, 't-early-1999');
+    });
+
+    it('gives each job waiting for the store its own error when the provisioner closes or the store cannot load', async () => {
+      const never = Object.assign(Object.create(store()) as CredentialStore, {
+        ready: () => new Promise<void>(() => undefined),
+      });
+      const closed = make(
+        fakeTransport(() => Promise.resolve(token('unused-token'))),
+        {
+          store: never,
+        },
+      );
+      const waiting = [1, 2, 3].map((i) =>
+        closed.provision(job({ deviceName: `w-${i}`, persist: true })),
+      );
+      const settled = Promise.allSettled(waiting);
+      await closed.close();
+      const cancelled = (await settled).map((r) => (r as PromiseRejectedResult).reason as Error);
+      for (const err of cancelled) assert.ok(err instanceof ProvisionCancelledError);
+      assert.equal(new Set(cancelled).size, 3);
+
+      const broken = Object.create(store(), {
+        ready: { value: () => Promise.reject(new Error('EACCES: permission denied')) },
+        filePath: { value: '/nowhere/credentials.json' },
+      }) as CredentialStore;
+      const failing = make(
+        fakeTransport(() => Promise.resolve(token('unused-token'))),
+        {
+          store: broken,
+        },
+      );
+      const errors = await Promise.all(
+        [1, 2].map((i) =>
+          failing.provision(job({ deviceName: `f-${i}`, persist: true })).then(
+            () => assert.fail('resolved'),
+            (err: ProvisionError) => err,
+          ),
+        ),
+      );
+      for (const err of errors) {
+        assert.equal(err.status, 'FAILURE');
+        assert.match(err.message, /could not be read: EACCES/);
+      }
+      assert.notEqual(errors[0], errors[1]);
     });
 
     it('stores the shared answer when a joining job asks for it', async () => {

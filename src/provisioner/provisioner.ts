@@ -271,6 +271,12 @@ export class Provisioner {
   private readonly leaveOnClose = new Set<() => void>();
   /** Set once the store has loaded: later jobs skip waiting for it. */
   private storeLoaded = false;
+  /**
+   * The store's loading, cut short by close(): one wait shared by every job that comes before the
+   * store is ready (a flow can send thousands at deploy; each listening on the close signal itself
+   * cost time quadratic in their number).
+   */
+  private storeReady?: Promise<void>;
   private lastReported = { inFlight: 0, queued: 0 };
 
   constructor(options: ProvisionerOptions) {
@@ -380,10 +386,12 @@ export class Provisioner {
   }
 
   private async untilReady(store: CredentialStore, signal?: AbortSignal): Promise<void> {
+    this.storeReady ??= abortable(store.ready(), [this.closing.signal]);
     try {
-      await abortable(store.ready(), [signal, this.closing.signal]);
+      await (signal ? abortable(this.storeReady, [signal]) : this.storeReady);
     } catch (err) {
-      if (err instanceof ProvisionCancelledError) throw err;
+      // Each job gets its own error: the shared wait's would be one object for all of them.
+      if (err instanceof ProvisionCancelledError) throw new ProvisionCancelledError(err);
       throw new ProvisionError(
         'FAILURE',
         `The credentials file ${store.filePath} could not be read: ${reasonOf(err)}. Nothing ` +
