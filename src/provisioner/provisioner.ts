@@ -21,6 +21,7 @@ import {
 import { getTransport, verifyDeviceCredentials } from '../transports';
 import type { Transport, TransportName } from '../transports/types';
 import { generateAccessToken, generateCertificate, generateMqttBasic } from './credentials';
+import { Fifo } from './fifo';
 import type { CredentialStore } from './store';
 import type {
   CredentialsMode,
@@ -262,7 +263,7 @@ export class Provisioner {
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 
   private inFlightCount = 0;
-  private readonly waiting: QueuedFlight[] = [];
+  private readonly waiting = new Fifo<QueuedFlight>();
   private readonly flights = new Map<string, Flight>();
   /** Every job and flight promise not yet settled, for close(). */
   private readonly active = new Set<Promise<unknown>>();
@@ -316,7 +317,7 @@ export class Provisioner {
   async close(): Promise<void> {
     this.closing.abort();
     for (const leave of [...this.leaveOnClose]) leave();
-    for (const entry of this.waiting.splice(0)) entry.cancel();
+    for (const entry of this.waiting.takeAll()) entry.cancel();
     this.report();
     for (const flight of this.flights.values()) flight.controller?.abort();
     this.flights.clear();
@@ -724,8 +725,7 @@ export class Provisioner {
         },
       };
       const onAbort = (): void => {
-        const index = this.waiting.indexOf(entry);
-        if (index !== -1) this.waiting.splice(index, 1);
+        this.waiting.remove(entry);
         this.report();
         entry.cancel();
       };
