@@ -9,93 +9,140 @@
  */
 import { Worker } from 'node:worker_threads';
 
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const fs = require('node:fs');
-
-/** Journals being appended to: path -> file descriptor. */
-const journals = new Map();
-
-function closeJournal(file) {
-  const fd = journals.get(file);
-  if (fd === undefined) return;
-  journals.delete(file);
-  try { fs.closeSync(fd); } catch {}
+interface WriteJob {
+  kind: 'write';
+  id: number;
+  dir: string;
+  temp: string;
+  target: string;
+  content: string;
 }
 
-function syncFolder(dir) {
-  let fd;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch (err) {
-    // Windows cannot open or flush a folder; its rename is already durable metadata-wise.
-    if (process.platform !== 'win32' && err.code !== 'EISDIR' && err.code !== 'EINVAL') throw err;
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
+interface AppendJob {
+  kind: 'append';
+  id: number;
+  dir: string;
+  file: string;
+  content: string;
 }
 
-function write({ dir, temp, target, content }) {
-  let fd;
-  try {
-    fd = fs.openSync(temp, 'wx', 0o600);
-    fs.writeFileSync(fd, content);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(temp, target);
-  } catch (err) {
-    if (fd !== undefined) try { fs.closeSync(fd); } catch {}
-    try { fs.rmSync(temp, { force: true }); } catch {}
-    throw err;
-  }
-  syncFolder(dir);
+interface FilesJob {
+  kind: 'close' | 'remove';
+  id: number;
+  files: string[];
 }
 
-function append({ dir, file, content }) {
-  let fd = journals.get(file);
-  const created = fd === undefined;
-  try {
-    // 'ax': a journal is only ever new here; an old one (perhaps torn by a crash) is never reopened.
-    if (created) fd = fs.openSync(file, 'ax', 0o600);
-    fs.writeFileSync(fd, content);
-    if (created) fs.fsyncSync(fd);
-    else fs.fdatasyncSync(fd);
-    if (created) {
-      journals.set(file, fd);
-      syncFolder(dir);
+type Job = WriteJob | AppendJob | FilesJob;
+
+/**
+ * The writer thread's whole program. It runs from its source text in a thread of its own, so it
+ * closes over nothing in this module and loads what it needs itself.
+ */
+function writerThread(): void {
+  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const fs = require('node:fs') as typeof import('node:fs');
+  if (!parentPort) return;
+  const port = parentPort;
+
+  /** Journals being appended to: path -> file descriptor. */
+  const journals = new Map<string, number>();
+
+  const quietly = (step: () => void): void => {
+    try {
+      step();
+    } catch {
+      // Cleaning up after a failure that is reported already.
     }
-  } catch (err) {
-    // After a failed write or flush the file's tail is unknown: it is never appended to again.
-    if (created && fd !== undefined && !journals.has(file)) try { fs.closeSync(fd); } catch {}
-    closeJournal(file);
-    throw err;
-  }
+  };
+
+  const closeJournal = (file: string): void => {
+    const fd = journals.get(file);
+    if (fd === undefined) return;
+    journals.delete(file);
+    quietly(() => fs.closeSync(fd));
+  };
+
+  const syncFolder = (dir: string): void => {
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(dir, 'r');
+      fs.fsyncSync(fd);
+    } catch (err) {
+      // Windows cannot open or flush a folder; its rename is already durable metadata-wise.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (process.platform !== 'win32' && code !== 'EISDIR' && code !== 'EINVAL') throw err;
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+  };
+
+  const write = ({ dir, temp, target, content }: WriteJob): void => {
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(temp, 'wx', 0o600);
+      fs.writeFileSync(fd, content);
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fd = undefined;
+      fs.renameSync(temp, target);
+    } catch (err) {
+      const open = fd;
+      if (open !== undefined) quietly(() => fs.closeSync(open));
+      quietly(() => fs.rmSync(temp, { force: true }));
+      throw err;
+    }
+    syncFolder(dir);
+  };
+
+  const append = ({ dir, file, content }: AppendJob): void => {
+    let fd = journals.get(file);
+    if (fd !== undefined) {
+      try {
+        fs.writeFileSync(fd, content);
+        fs.fdatasyncSync(fd);
+      } catch (err) {
+        // After a failed write or flush the file's tail is unknown: never appended to again.
+        closeJournal(file);
+        throw err;
+      }
+      return;
+    }
+    // 'ax': a journal is only ever new here; an old one (perhaps torn by a crash) is never reopened.
+    fd = fs.openSync(file, 'ax', 0o600);
+    const created = fd;
+    try {
+      fs.writeFileSync(created, content);
+      fs.fsyncSync(created);
+      syncFolder(dir);
+    } catch (err) {
+      quietly(() => fs.closeSync(created));
+      throw err;
+    }
+    journals.set(file, created);
+  };
+
+  port.on('message', (job: Job) => {
+    try {
+      if (job.kind === 'write') write(job);
+      else if (job.kind === 'append') append(job);
+      else if (job.kind === 'close') job.files.forEach(closeJournal);
+      else {
+        for (const file of job.files) {
+          closeJournal(file);
+          quietly(() => fs.rmSync(file, { force: true }));
+        }
+      }
+      port.postMessage({ id: job.id });
+    } catch (err) {
+      const { message, code, errno, syscall, path } = err as NodeJS.ErrnoException;
+      port.postMessage({ id: job.id, error: { message, code, errno, syscall, path } });
+    }
+  });
 }
 
-function remove({ files }) {
-  for (const file of files) {
-    closeJournal(file);
-    try { fs.rmSync(file, { force: true }); } catch {}
-  }
-}
-
-parentPort.on('message', (job) => {
-  try {
-    if (job.kind === 'write') write(job);
-    else if (job.kind === 'append') append(job);
-    else if (job.kind === 'close') for (const file of job.files) closeJournal(file);
-    else remove(job);
-    parentPort.postMessage({ id: job.id });
-  } catch (err) {
-    parentPort.postMessage({
-      id: job.id,
-      error: { message: err.message, code: err.code, errno: err.errno, syscall: err.syscall, path: err.path },
-    });
-  }
-});
-`;
+// esbuild (which transpiles this file for the tests) names functions through a `__name` helper
+// that a thread started from source text would not have.
+const WORKER_SOURCE = `const __name = (fn) => fn;\n(${writerThread.toString()})();`;
 
 interface Reply {
   id: number;
@@ -139,7 +186,9 @@ function startWorker(): Worker {
   return started;
 }
 
-function send(job: Record<string, unknown>): Promise<void> {
+type JobWithoutId = Omit<WriteJob, 'id'> | Omit<AppendJob, 'id'> | Omit<FilesJob, 'id'>;
+
+function send(job: JobWithoutId): Promise<void> {
   worker ??= startWorker();
   const id = ++nextId;
   const done = new Promise<void>((resolve, reject) => pending.set(id, { resolve, reject }));
