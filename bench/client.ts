@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { Session } from 'node:inspector';
 import { measure, printResult } from './common';
-import type { RowSpec } from './common';
+import type { RowSpec, TimedHooks } from './common';
 import { productClient } from './product';
 import { rawClient } from './raw';
 
@@ -14,6 +14,23 @@ function post(session: Session, method: string): Promise<unknown> {
   return new Promise((resolve, reject) =>
     session.post(method, (err, result) => (err ? reject(err) : resolve(result))),
   );
+}
+
+/** A CPU profile of the timed part, written to `file`. */
+function profileInto(file: string): TimedHooks {
+  const session = new Session();
+  return {
+    async start() {
+      session.connect();
+      await post(session, 'Profiler.enable');
+      await post(session, 'Profiler.start');
+    },
+    async stop() {
+      const { profile } = (await post(session, 'Profiler.stop')) as { profile: unknown };
+      fs.writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -27,19 +44,8 @@ async function main(): Promise<void> {
   } else {
     provision = rawClient(spec.transport, spec.emulator);
   }
-  let session: Session | undefined;
-  if (spec.cpuProfile) {
-    session = new Session();
-    session.connect();
-    await post(session, 'Profiler.enable');
-    await post(session, 'Profiler.start');
-  }
-  const result = await measure(spec, provision);
-  if (session && spec.cpuProfile) {
-    const { profile } = (await post(session, 'Profiler.stop')) as { profile: unknown };
-    fs.writeFileSync(spec.cpuProfile, JSON.stringify(profile));
-    session.disconnect();
-  }
+  const profile = spec.cpuProfile ? profileInto(spec.cpuProfile) : undefined;
+  const result = await measure(spec, provision, profile);
   await printResult(result);
   await stop();
 }

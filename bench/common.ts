@@ -85,6 +85,12 @@ export async function closedLoop(
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
 }
 
+/** Called around the timed part only (not the warm-up), e.g. to profile just that. */
+export interface TimedHooks {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /**
  * Times `count` devices after `warmup` devices: wall time, per-device latency, CPU of this process.
  * `provision` resolves when the device is done, rejects when it failed.
@@ -92,6 +98,7 @@ export async function closedLoop(
 export async function measure(
   spec: RowSpec,
   provision: (deviceName: string) => Promise<void>,
+  hooks?: TimedHooks,
 ): Promise<RowResult> {
   let failures = 0;
   let firstError: string | undefined;
@@ -110,11 +117,13 @@ export async function measure(
   };
   await run(`${spec.prefix}-warmup`, spec.warmup, false);
   failures = 0;
+  await hooks?.start();
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   await run(spec.prefix, spec.devices, true);
   const wallMs = performance.now() - started;
   const cpu = process.cpuUsage(cpuBefore);
+  await hooks?.stop();
   return {
     devices: spec.devices,
     failures,
