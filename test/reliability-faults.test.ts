@@ -29,7 +29,7 @@ import {
   rawTcpServer,
   rawUdpServer,
   serverSide,
-  startEmulator,
+  emulatorForSuite,
 } from './transport-helpers';
 import type { RemoteEmulator } from './transport-helpers';
 
@@ -78,18 +78,7 @@ describe('reliability: the fault matrix through the provision node', function ()
   this.timeout(30_000);
   let emulator: RemoteEmulator;
   const guard = guardEachTest();
-
-  before(async function () {
-    emulator = await startEmulator({ profiles: [PROFILE] });
-  });
-
-  after(async function () {
-    await emulator.stop();
-  });
-
-  beforeEach(async function () {
-    await emulator.setFaults({});
-  });
+  emulatorForSuite((e) => (emulator = e), { profiles: [PROFILE] }, { clearFaults: true });
 
   /** Runs one message through the node and waits for its output or its Catch. */
   async function provisionOnce(

@@ -12,7 +12,7 @@ import { helper } from './support/node-red';
 import { flowTarget, guardEachTest, oneWayOut } from './support/reliability';
 import type { WayOut } from './support/reliability';
 import { TEST_CA_CERT, TEST_CA_KEY, TEST_DEVICE_CERTS } from './transport-certificates';
-import { startEmulator } from './transport-helpers';
+import { emulatorForSuite } from './transport-helpers';
 import type { RemoteEmulator } from './transport-helpers';
 
 const FIVE_MB = 5 * 1024 * 1024;
@@ -239,13 +239,7 @@ const BAD_INPUTS: BadInput[] = [
 describe('reliability: hostile and wrong input through the provision node', function () {
   let emulator: RemoteEmulator;
   const guard = guardEachTest();
-
-  before(async function () {
-    emulator = await startEmulator({ profiles: [PROFILE] });
-  });
-  after(async function () {
-    await emulator.stop();
-  });
+  emulatorForSuite((e) => (emulator = e), { profiles: [PROFILE] });
 
   /** Every text the node showed or logged: status, warn, error, log lines. */
   function watchTexts(): string[] {

@@ -23,7 +23,7 @@ import {
   TEST_SERVER_CERT,
   TEST_SERVER_KEY,
 } from './transport-certificates';
-import { HOST, serverSide, startEmulator } from './transport-helpers';
+import { HOST, emulatorForSuite, serverSide } from './transport-helpers';
 import type { RemoteEmulator } from './transport-helpers';
 
 type TlsTransport = 'mqtt' | 'http';
@@ -105,16 +105,11 @@ describe('reliability: TLS through the provision node and a tls-config node', fu
   let counter = 0;
   const deviceName = (label: string) => `tls-${label}-${process.pid}-${++counter}`;
 
-  before(async function () {
-    emulator = await startEmulator({
-      profiles: [PROFILE],
-      tls: { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT },
-      mqttsPort: 0,
-      httpsPort: 0,
-    });
-  });
-  after(async function () {
-    await emulator.stop();
+  emulatorForSuite((e) => (emulator = e), {
+    profiles: [PROFILE],
+    tls: { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT },
+    mqttsPort: 0,
+    httpsPort: 0,
   });
 
   const tlsPorts = () => ({

@@ -13,7 +13,7 @@ import {
   deadlineIn,
   expectProvisionError,
   rawTcpServer,
-  startEmulator,
+  emulatorForSuite,
   targetOf,
   uniqueName,
   watchForLeaks,
@@ -29,16 +29,7 @@ const token = (value: string): ProvisionAnswer => ({
 
 describe('transports: verifyDeviceCredentials', function () {
   let emulator: RemoteEmulator;
-
-  before(async function () {
-    emulator = await startEmulator();
-  });
-  after(async function () {
-    await emulator.stop();
-  });
-  beforeEach(async function () {
-    await emulator.setFaults({});
-  });
+  emulatorForSuite((e) => (emulator = e), {}, { clearFaults: true });
   watchForLeaks();
 
   const verify = (transport: TransportName, answer: ProvisionAnswer, signal?: AbortSignal) =>

@@ -11,7 +11,7 @@ import {
   closedUdpPort,
   deadlineIn,
   expectProvisionError,
-  startEmulator,
+  emulatorForSuite,
   targetOf,
   uniqueName,
   watchForLeaks,
@@ -26,16 +26,7 @@ const WAITING_FOR: Record<TransportName, RegExp> = {
 
 describe('transports: faults, deadlines and cancellation', function () {
   let emulator: RemoteEmulator;
-
-  before(async function () {
-    emulator = await startEmulator();
-  });
-  after(async function () {
-    await emulator.stop();
-  });
-  beforeEach(async function () {
-    await emulator.setFaults({});
-  });
+  emulatorForSuite((e) => (emulator = e), {}, { clearFaults: true });
   watchForLeaks();
 
   for (const transport of TRANSPORTS) {

@@ -132,6 +132,30 @@ export async function startEmulator(extra: Partial<EmulatorOptions> = {}): Promi
   };
 }
 
+/**
+ * Starts one emulator process before the enclosing suite and stops it after, handing it to `use`;
+ * with `clearFaults`, every test starts without faults.
+ */
+export function emulatorForSuite(
+  use: (emulator: RemoteEmulator) => void,
+  extra: Partial<EmulatorOptions> = {},
+  { clearFaults = false } = {},
+): void {
+  let emulator: RemoteEmulator | undefined;
+  before(async function () {
+    emulator = await startEmulator(extra);
+    use(emulator);
+  });
+  after(async function () {
+    await emulator?.stop();
+  });
+  if (clearFaults) {
+    beforeEach(async function () {
+      await emulator?.setFaults({});
+    });
+  }
+}
+
 export function targetOf(emulator: RemoteEmulator, transport: TransportName): TransportTarget {
   return { host: HOST, port: emulator.ports[transport] };
 }

@@ -12,7 +12,7 @@ import {
   deadlineIn,
   expectProvisionError,
   serverSide,
-  startEmulator,
+  emulatorForSuite,
   uniqueName,
   watchForLeaks,
 } from './transport-helpers';
@@ -52,15 +52,10 @@ async function rawTlsServer(
 describe('transports over TLS', function () {
   let emulator: RemoteEmulator;
 
-  before(async function () {
-    emulator = await startEmulator({
-      tls: { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT },
-      mqttsPort: 0,
-      httpsPort: 0,
-    });
-  });
-  after(async function () {
-    await emulator.stop();
+  emulatorForSuite((e) => (emulator = e), {
+    tls: { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT },
+    mqttsPort: 0,
+    httpsPort: 0,
   });
   watchForLeaks();
 
