@@ -16,7 +16,7 @@ import path from 'node:path';
 import { Emulator } from '../src/emulator';
 import { openCredentialStore } from '../src/provisioner';
 import type { StoredEntry } from '../src/provisioner';
-import { KEY, PROFILE, SECRET } from './support/flows';
+import { KEY, PROFILE, SECRET, configNode } from './support/flows';
 
 const ROOT = path.resolve(__dirname, '..');
 const RUNTIME_DIR =
@@ -120,17 +120,7 @@ function crashFlow(
       once: false,
       wires: [[]],
     },
-    {
-      id: 'cfg',
-      type: 'thingsboard-provision-config',
-      name: 'emulator',
-      host: emulator.host,
-      mqttPort: emulator.ports.mqtt,
-      httpPort: emulator.ports.http,
-      coapPort: emulator.ports.coap,
-      usetls: false,
-      tls: '',
-    },
+    configNode(emulator),
     ...chain('a', 'server'),
     ...chain('b', 'ACCESS_TOKEN'),
     {

@@ -17,6 +17,25 @@ export const PROFILE = {
 export type FlowNode = Record<string, unknown> & { id: string; type: string };
 
 /** A config node for the emulator, the provision node, an output collector and a Catch collector. */
+/** The server config node `cfg`, pointing at the emulator's plain ports. */
+export function configNode(
+  emulator: Pick<Emulator, 'host' | 'ports'>,
+  props: Record<string, unknown> = {},
+): FlowNode {
+  return {
+    id: 'cfg',
+    type: 'thingsboard-provision-config',
+    name: 'emulator',
+    host: emulator.host,
+    mqttPort: emulator.ports.mqtt,
+    httpPort: emulator.ports.http,
+    coapPort: emulator.ports.coap,
+    usetls: false,
+    tls: '',
+    ...props,
+  };
+}
+
 export function provisionFlow(
   emulator: Emulator,
   props: Record<string, unknown> = {},
@@ -24,18 +43,7 @@ export function provisionFlow(
 ): FlowNode[] {
   return [
     { id: 'tab', type: 'tab', label: 'test' },
-    {
-      id: 'cfg',
-      type: 'thingsboard-provision-config',
-      name: 'emulator',
-      host: emulator.host,
-      mqttPort: emulator.ports.mqtt,
-      httpPort: emulator.ports.http,
-      coapPort: emulator.ports.coap,
-      usetls: false,
-      tls: '',
-      ...configProps,
-    },
+    configNode(emulator, configProps),
     {
       id: 'prov',
       z: 'tab',
