@@ -33,7 +33,7 @@ import {
   appendDurably,
   closeJournals,
   removeFiles,
-  stopFileWriter,
+  syncFolder,
   writeFileDurably,
 } from './durable-file';
 import type { StoredEntry } from './types';
@@ -213,20 +213,6 @@ function errorText(err: unknown): string {
 function fileNameStamp(date: Date): string {
   // ISO-8601 with ':' replaced, since Windows forbids it in file names.
   return date.toISOString().replace(/:/g, '-');
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  let handle: fs.FileHandle | undefined;
-  try {
-    handle = await fs.open(dir, 'r');
-    await handle.sync();
-  } catch (err) {
-    // Windows cannot open or flush a directory; its rename is already durable metadata-wise.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (process.platform !== 'win32' && code !== 'EISDIR' && code !== 'EINVAL') throw err;
-  } finally {
-    await handle?.close();
-  }
 }
 
 interface PutWaiter {
@@ -559,7 +545,7 @@ class StoreCore {
     if (this.directoryExists) return;
     const created = await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     // A new folder's own name must be durable in its parent too.
-    if (created !== undefined) await fsyncDirectory(path.dirname(this.dir));
+    if (created !== undefined) await syncFolder(path.dirname(this.dir));
     this.directoryExists = true;
   }
 }
@@ -617,8 +603,6 @@ class CredentialStoreHandle implements CredentialStore {
               // Reopened meanwhile: the core lives on with its new holders.
               if (core.refs === 0 && openCores.get(core.filePath) === core) {
                 openCores.delete(core.filePath);
-                // No store left in this process: its writer thread goes too.
-                if (openCores.size === 0) stopFileWriter();
               }
             });
     }
