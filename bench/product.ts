@@ -62,12 +62,14 @@ export function benchFlow(spec: RowSpec): Array<Record<string, unknown>> {
       usetls: false,
       tls: '',
     },
-    { id: 'src', z: 'tab', type: 'bench-source', wires: [['prov']] },
+    { id: 'src', z: 'tab', type: 'bench-source', x: 120, y: 80, wires: [['prov']] },
     {
       id: 'prov',
       z: 'tab',
       type: 'thingsboard-provision',
       name: '',
+      x: 320,
+      y: 80,
       config: 'cfg',
       transport: spec.transport,
       deviceName: 'deviceName',
@@ -81,9 +83,18 @@ export function benchFlow(spec: RowSpec): Array<Record<string, unknown>> {
       mqttConnect: false,
       wires: [['sink']],
     },
-    { id: 'sink', z: 'tab', type: 'bench-sink', kind: 'output', wires: [] },
-    { id: 'catch', z: 'tab', type: 'catch', scope: ['prov'], uncaught: false, wires: [['errors']] },
-    { id: 'errors', z: 'tab', type: 'bench-sink', kind: 'error', wires: [] },
+    { id: 'sink', z: 'tab', type: 'bench-sink', kind: 'output', x: 520, y: 80, wires: [] },
+    {
+      id: 'catcher',
+      z: 'tab',
+      type: 'catch',
+      scope: ['prov'],
+      uncaught: false,
+      x: 120,
+      y: 160,
+      wires: [['errors']],
+    },
+    { id: 'errors', z: 'tab', type: 'bench-sink', kind: 'error', x: 320, y: 160, wires: [] },
   ];
 }
 
@@ -154,7 +165,8 @@ export async function productClient(spec: RowSpec): Promise<{
   await RED.start();
   await started;
   const source = RED.nodes.getNode('src');
-  if (!source || !RED.nodes.getNode('prov')) {
+  // A node missing here means the flow did not start whole (Node-RED logs why and carries on).
+  if (!source || !RED.nodes.getNode('prov') || !RED.nodes.getNode('catcher')) {
     throw new Error('the bench flow did not start: is the package built (npm run build)?');
   }
   return {
