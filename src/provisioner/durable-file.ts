@@ -7,8 +7,8 @@
  *
  * These writes ran on a worker thread of their own before: one message per commit instead of a
  * thread-pool call per step. Once a commit became an append (two steps), the worker cost more CPU
- * per commit than it saved (138 us of the thread's CPU per commit in the HTTP bench row, against
- ~50 us for the two calls here), and on a busy machine its wake-up took the CPU from the flow.
+ * per commit than it saved (138 us of its CPU per commit in the HTTP bench row, against about
+ * 50 us for the two calls here), and on a busy machine its wake-up took the CPU from the flow.
  */
 import fs from 'node:fs';
 import { promisify } from 'node:util';
