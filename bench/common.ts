@@ -34,6 +34,11 @@ export interface RowSpec {
   burst?: boolean;
   /** Product only: keep credentials in the store (the node's default, true). */
   persist?: boolean;
+  /**
+   * Product only: the provision node replaced by a node that only calls the raw client (raw.ts)
+   * and passes the message on: the most any node can reach in this flow, Node-RED's routing paid.
+   */
+  rawInFlow?: boolean;
   /** Write a CPU profile of the timed part here (product and raw alike). */
   cpuProfile?: string;
 }

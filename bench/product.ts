@@ -12,12 +12,33 @@ import type { RowSpec } from './common';
 
 const PACKAGE_NAME = 'node-red-contrib-thingsboard-provision';
 
-/** A source node the bench sends from, and a sink that hands what arrives to the bench. */
+/**
+ * A source node the bench sends from, a sink that hands what arrives to the bench, and a node that
+ * provisions with the raw client alone (the rawInFlow rows).
+ */
 const BENCH_NODES_JS = `module.exports = function (RED) {
+  const { rawClient } = require(${JSON.stringify(path.join(__dirname, 'raw.js'))});
   function BenchSource(config) {
     RED.nodes.createNode(this, config);
   }
   RED.nodes.registerType('bench-source', BenchSource);
+  function BenchRaw(config) {
+    RED.nodes.createNode(this, config);
+    const provision = rawClient(config.transport, config.emulator);
+    this.on('input', function (msg, send, done) {
+      provision(msg.deviceName).then(
+        function () {
+          msg.payload = { status: 'SUCCESS' };
+          send(msg);
+          done();
+        },
+        function (err) {
+          done(err);
+        },
+      );
+    });
+  }
+  RED.nodes.registerType('bench-raw', BenchRaw);
   function BenchSink(config) {
     RED.nodes.createNode(this, config);
     const kind = config.kind;
@@ -49,6 +70,25 @@ interface NodeRed {
 }
 
 export function benchFlow(spec: RowSpec): Array<Record<string, unknown>> {
+  const position = { x: 320, y: 80, wires: [['sink']] };
+  const provisioning = spec.rawInFlow
+    ? { type: 'bench-raw', transport: spec.transport, emulator: spec.emulator, ...position }
+    : {
+        type: 'thingsboard-provision',
+        name: '',
+        config: 'cfg',
+        transport: spec.transport,
+        deviceName: 'deviceName',
+        deviceNameType: 'msg',
+        credentialsType: 'server',
+        gateway: false,
+        timeout: 10,
+        retries: 2,
+        concurrency: spec.concurrency,
+        persist: spec.persist !== false,
+        mqttConnect: false,
+        ...position,
+      };
   return [
     { id: 'tab', type: 'tab', label: 'bench' },
     {
@@ -63,26 +103,7 @@ export function benchFlow(spec: RowSpec): Array<Record<string, unknown>> {
       tls: '',
     },
     { id: 'src', z: 'tab', type: 'bench-source', x: 120, y: 80, wires: [['prov']] },
-    {
-      id: 'prov',
-      z: 'tab',
-      type: 'thingsboard-provision',
-      name: '',
-      x: 320,
-      y: 80,
-      config: 'cfg',
-      transport: spec.transport,
-      deviceName: 'deviceName',
-      deviceNameType: 'msg',
-      credentialsType: 'server',
-      gateway: false,
-      timeout: 10,
-      retries: 2,
-      concurrency: spec.concurrency,
-      persist: spec.persist !== false,
-      mqttConnect: false,
-      wires: [['sink']],
-    },
+    { id: 'prov', z: 'tab', ...provisioning },
     { id: 'sink', z: 'tab', type: 'bench-sink', kind: 'output', x: 520, y: 80, wires: [] },
     {
       id: 'catcher',

@@ -128,11 +128,15 @@ interface Versus {
   ratio: number;
   /** Median over rounds of this p50 - raw p50, ms. */
   p50Overhead: number;
+  /** Median over rounds of this rate / the raw-in-a-flow rate in the same round. */
+  ofInFlow: number;
 }
 
 interface Comparison {
   transport: Transport;
   raw: Summary;
+  /** The raw client as the only work of a node in the same flow: what any node can reach. */
+  inFlow: Versus;
   /** The node as configured by default: credentials kept durably before each output. */
   product: Versus;
   /** The node with persistence off. */
@@ -141,7 +145,12 @@ interface Comparison {
   burst: Versus;
 }
 
-type Kind = 'raw' | 'product' | 'volatile' | 'burst';
+type Kind = 'raw' | 'inFlow' | 'product' | 'volatile' | 'burst';
+const KINDS: readonly Kind[] = ['raw', 'inFlow', 'product', 'volatile', 'burst'];
+
+function noRows(): Record<Kind, Summary[]> {
+  return { raw: [], inFlow: [], product: [], volatile: [], burst: [] };
+}
 
 /** The emulator's own JIT warm-up: enough exchanges on every transport before anything is timed. */
 async function warmEmulator(
@@ -155,17 +164,14 @@ async function warmEmulator(
 
 async function compare(): Promise<Comparison[]> {
   const rows = new Map<Transport, Record<Kind, Summary[]>>();
-  for (const transport of SELECTED) {
-    rows.set(transport, { raw: [], product: [], volatile: [], burst: [] });
-  }
+  for (const transport of SELECTED) rows.set(transport, noRows());
   const emulator = await startEmulator();
   try {
     await warmEmulator(emulator);
     for (let round = 0; round < ROUNDS; round++) {
       for (const transport of SELECTED) {
         // Rotated each round, so no kind always runs first or right after the same one.
-        const kinds: Kind[] = ['raw', 'product', 'volatile', 'burst'];
-        const order = kinds.map((_, k) => kinds[(k + round) % kinds.length]);
+        const order = KINDS.map((_, k) => KINDS[(k + round) % KINDS.length]);
         for (const kind of order) {
           const row = spec(
             kind === 'raw' ? 'raw' : 'product',
@@ -173,6 +179,7 @@ async function compare(): Promise<Comparison[]> {
             DEVICES,
             emulator.address,
           );
+          if (kind === 'inFlow') row.rawInFlow = true;
           if (kind === 'volatile') row.persist = false;
           if (kind === 'burst') row.burst = true;
           const summary = summarize(await runRow(row), `round ${round + 1} ${transport} ${kind}`);
@@ -188,20 +195,17 @@ async function compare(): Promise<Comparison[]> {
     await emulator.stop();
   }
   return SELECTED.map((transport) => {
-    const { raw, product, volatile, burst } = rows.get(transport) ?? {
-      raw: [],
-      product: [],
-      volatile: [],
-      burst: [],
-    };
+    const { raw, inFlow, product, volatile, burst } = rows.get(transport) ?? noRows();
     const versus = (rowsOf: Summary[]): Versus => ({
       summary: combine(rowsOf),
       ratio: median(rowsOf.map((p, i) => p.rate / raw[i].rate)),
       p50Overhead: median(rowsOf.map((p, i) => p.p50 - raw[i].p50)),
+      ofInFlow: median(rowsOf.map((p, i) => p.rate / inFlow[i].rate)),
     });
     return {
       transport,
       raw: combine(raw),
+      inFlow: versus(inFlow),
       product: versus(product),
       volatile: versus(volatile),
       burst: versus(burst),
@@ -303,6 +307,7 @@ async function main(): Promise<void> {
     'CPU us/dev',
     'peak RSS MB',
     'product/raw',
+    'of raw in flow',
   ];
   const rows: string[][] = [];
   if (!SKIP.has('compare')) {
@@ -310,20 +315,27 @@ async function main(): Promise<void> {
     const versusCell = (v: Versus): string =>
       `${fmt(v.ratio, 2)} (p50 ${v.p50Overhead >= 0 ? '+' : ''}${fmt(v.p50Overhead, 2)} ms)`;
     for (const c of await compare()) {
-      rows.push([...summaryCells(c.transport, 'raw library', c.raw), '']);
+      rows.push([...summaryCells(c.transport, 'raw library', c.raw), '', '']);
+      rows.push([
+        ...summaryCells(c.transport, 'raw library in a Node-RED flow', c.inFlow.summary),
+        versusCell(c.inFlow),
+        '',
+      ]);
       rows.push([
         ...summaryCells(c.transport, 'product', c.product.summary),
         versusCell(c.product),
+        fmt(c.product.ofInFlow, 2),
       ]);
       rows.push([
         ...summaryCells(c.transport, 'product, persist off', c.volatile.summary),
         versusCell(c.volatile),
+        fmt(c.volatile.ofInFlow, 2),
       ]);
       // Latency in a burst is mostly the wait in the node's queue: not comparable, not shown.
       const burst = summaryCells(c.transport, 'product, all at once', c.burst.summary);
       burst[4] = '-';
       burst[5] = '-';
-      rows.push([...burst, fmt(c.burst.ratio, 2)]);
+      rows.push([...burst, fmt(c.burst.ratio, 2), fmt(c.burst.ofInFlow, 2)]);
     }
   }
   let seedNote: string | undefined;
@@ -338,7 +350,7 @@ async function main(): Promise<void> {
           await runSeed(found.python, emulator.address, SEED_DEVICES, CONCURRENCY, 'bench-seed'),
           'seed',
         );
-        rows.push([...summaryCells('mqtt', 'seed (python, 1 process/device)', seed), '']);
+        rows.push([...summaryCells('mqtt', 'seed (python, 1 process/device)', seed), '', '']);
         seedNote =
           'seed: CPU and RSS are those of each Python process (interpreter start included), ' +
           'summed / highest; latency is process start to exit.';
