@@ -24,6 +24,7 @@ import type { EmulatorOptions } from '../src/emulator';
 import { openCredentialStore, defaultStorePath } from '../src/provisioner';
 import { closeHttpAgents, getTransport } from '../src/transports';
 import type { TransportName } from '../src/transports';
+import { provisionNodeSettings } from './product';
 
 const KEY = 'load-provision-key';
 const SECRET = 'load-provision-secret';
@@ -222,18 +223,7 @@ async function throughNode(
       {
         id: 'prov',
         z: 'tab',
-        type: 'thingsboard-provision',
-        config: 'cfg',
-        transport,
-        deviceName: 'deviceName',
-        deviceNameType: 'msg',
-        credentialsType: 'server',
-        gateway: false,
-        timeout: 10,
-        retries: 2,
-        concurrency: options.concurrency,
-        persist: true,
-        mqttConnect: false,
+        ...provisionNodeSettings(transport, options.concurrency, true),
         wires: [['out']],
       },
       { id: 'out', z: 'tab', type: 'helper' },

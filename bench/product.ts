@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PROVISION_KEY, PROVISION_SECRET, ROOT } from './common';
-import type { RowSpec } from './common';
+import type { RowSpec, Transport } from './common';
 
 const PACKAGE_NAME = 'node-red-contrib-thingsboard-provision';
 
@@ -69,24 +69,34 @@ interface NodeRed {
   events: { once(event: string, listener: () => void): void };
 }
 
+/** A provision node as the bench flows use it: the editor's defaults, the row's settings, config 'cfg'. */
+export function provisionNodeSettings(
+  transport: Transport,
+  concurrency: number,
+  persist: boolean,
+): { type: string } & Record<string, unknown> {
+  return {
+    type: 'thingsboard-provision',
+    config: 'cfg',
+    transport,
+    deviceName: 'deviceName',
+    deviceNameType: 'msg',
+    credentialsType: 'server',
+    gateway: false,
+    timeout: 10,
+    retries: 2,
+    concurrency,
+    persist,
+    mqttConnect: false,
+  };
+}
+
 export function benchFlow(spec: RowSpec): Array<Record<string, unknown>> {
   const position = { x: 320, y: 80, wires: [['sink']] };
   const provisioning = spec.rawInFlow
     ? { type: 'bench-raw', transport: spec.transport, emulator: spec.emulator, ...position }
     : {
-        type: 'thingsboard-provision',
-        name: '',
-        config: 'cfg',
-        transport: spec.transport,
-        deviceName: 'deviceName',
-        deviceNameType: 'msg',
-        credentialsType: 'server',
-        gateway: false,
-        timeout: 10,
-        retries: 2,
-        concurrency: spec.concurrency,
-        persist: spec.persist !== false,
-        mqttConnect: false,
+        ...provisionNodeSettings(spec.transport, spec.concurrency, spec.persist !== false),
         ...position,
       };
   return [
