@@ -5,10 +5,12 @@
 
 import fs from 'node:fs';
 import { Session } from 'node:inspector';
+import os from 'node:os';
+import path from 'node:path';
 import { measure, printResult } from './common';
 import type { RowSpec, TimedHooks } from './common';
 import { productClient } from './product';
-import { rawClient } from './raw';
+import { flushedToDisk, rawClient } from './raw';
 
 function post(session: Session, method: string): Promise<unknown> {
   return new Promise((resolve, reject) =>
@@ -36,11 +38,15 @@ function profileInto(file: string): TimedHooks {
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '') as RowSpec;
   let stop = async (): Promise<void> => undefined;
-  let provision: (deviceName: string) => Promise<void>;
+  let provision: (deviceName: string) => Promise<unknown>;
   if (spec.kind === 'product') {
     const product = await productClient(spec);
     provision = product.provision;
     stop = product.stop;
+  } else if (spec.flushed) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-bench-flushed-'));
+    provision = flushedToDisk(rawClient(spec.transport, spec.emulator), path.join(dir, 'journal'));
+    stop = async () => fs.promises.rm(dir, { recursive: true, force: true });
   } else {
     provision = rawClient(spec.transport, spec.emulator);
   }

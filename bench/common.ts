@@ -39,6 +39,8 @@ export interface RowSpec {
    * and passes the message on: the most any node can reach in this flow, Node-RED's routing paid.
    */
   rawInFlow?: boolean;
+  /** Raw only: each answer appended to a journal file and flushed before the device is done. */
+  flushed?: boolean;
   /** Write a CPU profile of the timed part here (product and raw alike). */
   cpuProfile?: string;
 }
@@ -102,7 +104,7 @@ export interface TimedHooks {
  */
 export async function measure(
   spec: RowSpec,
-  provision: (deviceName: string) => Promise<void>,
+  provision: (deviceName: string) => Promise<unknown>,
   hooks?: TimedHooks,
 ): Promise<RowResult> {
   let failures = 0;

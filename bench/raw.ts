@@ -5,11 +5,14 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import { promisify } from 'node:util';
 import { PROVISION_KEY, PROVISION_SECRET } from './common';
 import type { EmulatorAddress, Transport } from './common';
 
-type Provision = (deviceName: string) => Promise<void>;
+/** Resolves with the server's answer (its JSON text) once the device is provisioned. */
+type Provision = (deviceName: string) => Promise<string>;
 
 function requestBody(deviceName: string): string {
   return JSON.stringify({
@@ -19,16 +22,17 @@ function requestBody(deviceName: string): string {
   });
 }
 
-function checkAnswer(text: string): void {
+function checkAnswer(text: string): string {
   const answer = JSON.parse(text) as { status?: string };
   if (answer.status !== 'SUCCESS') throw new Error(`answer ${text}`);
+  return text;
 }
 
 /** mqtt.js: connect as "provision", subscribe, publish, take the answer, end. */
 function mqttRaw(emulator: EmulatorAddress): Provision {
   const mqtt = require('mqtt') as typeof import('mqtt');
   return (deviceName) =>
-    new Promise<void>((resolve, reject) => {
+    new Promise<string>((resolve, reject) => {
       const client = mqtt.connect({
         host: emulator.host,
         port: emulator.ports.mqtt,
@@ -40,6 +44,7 @@ function mqttRaw(emulator: EmulatorAddress): Provision {
       // Without it Nagle holds PUBLISH behind SUBSCRIBE until the server's delayed ACK.
       (client.stream as unknown as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       let outcome: Error | undefined;
+      let answer = '';
       client.on('error', (err) => {
         outcome ??= err;
         client.end(true);
@@ -50,7 +55,7 @@ function mqttRaw(emulator: EmulatorAddress): Provision {
       });
       client.on('message', (_topic, payload) => {
         try {
-          checkAnswer(payload.toString('utf8'));
+          answer = checkAnswer(payload.toString('utf8'));
         } catch (err) {
           outcome = err as Error;
         }
@@ -58,7 +63,7 @@ function mqttRaw(emulator: EmulatorAddress): Provision {
       });
       client.on('close', () => {
         if (outcome) reject(outcome);
-        else resolve();
+        else resolve(answer);
       });
     });
 }
@@ -67,7 +72,7 @@ function mqttRaw(emulator: EmulatorAddress): Provision {
 function httpRaw(emulator: EmulatorAddress): Provision {
   const agent = new http.Agent({ keepAlive: true });
   return (deviceName) =>
-    new Promise<void>((resolve, reject) => {
+    new Promise<string>((resolve, reject) => {
       const body = requestBody(deviceName);
       const request = http.request(
         {
@@ -86,8 +91,7 @@ function httpRaw(emulator: EmulatorAddress): Provision {
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
           response.on('end', () => {
             try {
-              checkAnswer(Buffer.concat(chunks).toString('utf8'));
-              resolve();
+              resolve(checkAnswer(Buffer.concat(chunks).toString('utf8')));
             } catch (err) {
               reject(err as Error);
             }
@@ -104,7 +108,7 @@ function coapRaw(emulator: EmulatorAddress): Provision {
   const coap = require('coap') as typeof import('coap');
   const agent = new coap.Agent({ type: 'udp4' });
   return (deviceName) =>
-    new Promise<void>((resolve, reject) => {
+    new Promise<string>((resolve, reject) => {
       const request = coap.request({
         hostname: emulator.host,
         port: emulator.ports.coap,
@@ -115,8 +119,7 @@ function coapRaw(emulator: EmulatorAddress): Provision {
       });
       request.on('response', (response: { payload: Buffer }) => {
         try {
-          checkAnswer(response.payload.toString('utf8'));
-          resolve();
+          resolve(checkAnswer(response.payload.toString('utf8')));
         } catch (err) {
           reject(err as Error);
         }
@@ -136,4 +139,51 @@ export function rawClient(transport: Transport, emulator: EmulatorAddress): Prov
     case 'coap':
       return coapRaw(emulator);
   }
+}
+
+const write = promisify(fs.write);
+const fdatasync = promisify(fs.fdatasync);
+
+/**
+ * The raw client plus the least that keeping credentials durably takes: each answer appended as a
+ * line to one journal file and flushed (a write and an fdatasync on Node's thread pool) before the
+ * device counts as done. Answers that arrive in the same event-loop turn share an append, and one
+ * append runs at a time, as in the product's store; nothing else (no index, no snapshot). Its rate
+ * against the raw row is what durability itself costs on this disk.
+ */
+export function flushedToDisk(provision: Provision, file: string): Provision {
+  const fd = fs.openSync(file, 'ax', 0o600);
+  let pending: Array<{ line: string; done: () => void; failed: (err: Error) => void }> = [];
+  let appending = false;
+  const append = async (): Promise<void> => {
+    appending = true;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (pending.length > 0) {
+      const group = pending;
+      pending = [];
+      const data = Buffer.from(group.map((entry) => entry.line).join(''));
+      try {
+        for (let offset = 0; offset < data.length;) {
+          offset += (await write(fd, data, offset, data.length - offset, null)).bytesWritten;
+        }
+        await fdatasync(fd);
+        for (const entry of group) entry.done();
+      } catch (err) {
+        for (const entry of group) entry.failed(err as Error);
+      }
+    }
+    appending = false;
+  };
+  return async (deviceName) => {
+    const answer = await provision(deviceName);
+    await new Promise<void>((done, failed) => {
+      pending.push({
+        line: `{"deviceName":${JSON.stringify(deviceName)},"answer":${answer}}\n`,
+        done,
+        failed,
+      });
+      if (!appending) void append();
+    });
+    return answer;
+  };
 }

@@ -130,6 +130,8 @@ interface Versus {
   p50Overhead: number;
   /** Median over rounds of this rate / the raw-in-a-flow rate in the same round. */
   ofInFlow: number;
+  /** Median over rounds of this rate / the flushed raw rate in the same round. */
+  ofFlushed: number;
 }
 
 interface Comparison {
@@ -137,6 +139,8 @@ interface Comparison {
   raw: Summary;
   /** The raw client as the only work of a node in the same flow: what any node can reach. */
   inFlow: Versus;
+  /** The raw client with each answer appended and flushed to disk: what durability costs. */
+  flushed: Versus;
   /** The node as configured by default: credentials kept durably before each output. */
   product: Versus;
   /** The node with persistence off. */
@@ -145,11 +149,11 @@ interface Comparison {
   burst: Versus;
 }
 
-type Kind = 'raw' | 'inFlow' | 'product' | 'volatile' | 'burst';
-const KINDS: readonly Kind[] = ['raw', 'inFlow', 'product', 'volatile', 'burst'];
+type Kind = 'raw' | 'inFlow' | 'flushed' | 'product' | 'volatile' | 'burst';
+const KINDS: readonly Kind[] = ['raw', 'inFlow', 'flushed', 'product', 'volatile', 'burst'];
 
 function noRows(): Record<Kind, Summary[]> {
-  return { raw: [], inFlow: [], product: [], volatile: [], burst: [] };
+  return { raw: [], inFlow: [], flushed: [], product: [], volatile: [], burst: [] };
 }
 
 /** The emulator's own JIT warm-up: enough exchanges on every transport before anything is timed. */
@@ -174,12 +178,13 @@ async function compare(): Promise<Comparison[]> {
         const order = KINDS.map((_, k) => KINDS[(k + round) % KINDS.length]);
         for (const kind of order) {
           const row = spec(
-            kind === 'raw' ? 'raw' : 'product',
+            kind === 'raw' || kind === 'flushed' ? 'raw' : 'product',
             transport,
             DEVICES,
             emulator.address,
           );
           if (kind === 'inFlow') row.rawInFlow = true;
+          if (kind === 'flushed') row.flushed = true;
           if (kind === 'volatile') row.persist = false;
           if (kind === 'burst') row.burst = true;
           const summary = summarize(await runRow(row), `round ${round + 1} ${transport} ${kind}`);
@@ -195,17 +200,19 @@ async function compare(): Promise<Comparison[]> {
     await emulator.stop();
   }
   return SELECTED.map((transport) => {
-    const { raw, inFlow, product, volatile, burst } = rows.get(transport) ?? noRows();
+    const { raw, inFlow, flushed, product, volatile, burst } = rows.get(transport) ?? noRows();
     const versus = (rowsOf: Summary[]): Versus => ({
       summary: combine(rowsOf),
       ratio: median(rowsOf.map((p, i) => p.rate / raw[i].rate)),
       p50Overhead: median(rowsOf.map((p, i) => p.p50 - raw[i].p50)),
       ofInFlow: median(rowsOf.map((p, i) => p.rate / inFlow[i].rate)),
+      ofFlushed: median(rowsOf.map((p, i) => p.rate / flushed[i].rate)),
     });
     return {
       transport,
       raw: combine(raw),
       inFlow: versus(inFlow),
+      flushed: versus(flushed),
       product: versus(product),
       volatile: versus(volatile),
       burst: versus(burst),
@@ -308,6 +315,7 @@ async function main(): Promise<void> {
     'peak RSS MB',
     'product/raw',
     'of raw in flow',
+    'of raw flushed',
   ];
   const rows: string[][] = [];
   if (!SKIP.has('compare')) {
@@ -315,27 +323,42 @@ async function main(): Promise<void> {
     const versusCell = (v: Versus): string =>
       `${fmt(v.ratio, 2)} (p50 ${v.p50Overhead >= 0 ? '+' : ''}${fmt(v.p50Overhead, 2)} ms)`;
     for (const c of await compare()) {
-      rows.push([...summaryCells(c.transport, 'raw library', c.raw), '', '']);
+      rows.push([...summaryCells(c.transport, 'raw library', c.raw), '', '', '']);
       rows.push([
         ...summaryCells(c.transport, 'raw library in a Node-RED flow', c.inFlow.summary),
         versusCell(c.inFlow),
         '',
+        '',
       ]);
+      rows.push([
+        ...summaryCells(c.transport, 'raw library, answers flushed to disk', c.flushed.summary),
+        versusCell(c.flushed),
+        '',
+        '',
+      ]);
+      // Only the rows that keep credentials have the flushed row's work to do.
       rows.push([
         ...summaryCells(c.transport, 'product', c.product.summary),
         versusCell(c.product),
         fmt(c.product.ofInFlow, 2),
+        fmt(c.product.ofFlushed, 2),
       ]);
       rows.push([
         ...summaryCells(c.transport, 'product, persist off', c.volatile.summary),
         versusCell(c.volatile),
         fmt(c.volatile.ofInFlow, 2),
+        '',
       ]);
       // Latency in a burst is mostly the wait in the node's queue: not comparable, not shown.
       const burst = summaryCells(c.transport, 'product, all at once', c.burst.summary);
       burst[4] = '-';
       burst[5] = '-';
-      rows.push([...burst, fmt(c.burst.ratio, 2), fmt(c.burst.ofInFlow, 2)]);
+      rows.push([
+        ...burst,
+        fmt(c.burst.ratio, 2),
+        fmt(c.burst.ofInFlow, 2),
+        fmt(c.burst.ofFlushed, 2),
+      ]);
     }
   }
   let seedNote: string | undefined;
@@ -350,7 +373,7 @@ async function main(): Promise<void> {
           await runSeed(found.python, emulator.address, SEED_DEVICES, CONCURRENCY, 'bench-seed'),
           'seed',
         );
-        rows.push([...summaryCells('mqtt', 'seed (python, 1 process/device)', seed), '', '']);
+        rows.push([...summaryCells('mqtt', 'seed (python, 1 process/device)', seed), '', '', '']);
         seedNote =
           'seed: CPU and RSS are those of each Python process (interpreter start included), ' +
           'summed / highest; latency is process start to exit.';
