@@ -181,11 +181,13 @@ describe('credential store', () => {
     assert.equal(durableEntries(file).size, 50);
   });
 
-  it('appends every commit to one journal, folds it into the snapshot once it outweighs it, and loads the result', async () => {
+  it('appends commits to a journal, folds it into the snapshot once it outweighs it, and loads the result', async () => {
     const store = open();
     await store.ready();
     const count = Math.ceil((3 * MIN_COMPACTION_BYTES) / JSON.stringify(entry('dev-0')).length);
     for (let i = 0; i < count; i++) await store.put(entry(`dev-${i}`));
+    // A snapshot rewrite may still be under way beside the commits.
+    await store.flush();
     const stats = store.stats();
     assert.equal(stats.commits, count);
     assert.ok(stats.compactions >= 1 && stats.compactions <= 3, `${stats.compactions} compactions`);
@@ -197,6 +199,57 @@ describe('credential store', () => {
     const again = open();
     await again.ready();
     assert.equal(again.stats().entries, count);
+  });
+
+  it('goes on committing while a snapshot is rewritten, and loses nothing when that rewrite fails', async () => {
+    // Every snapshot rewrite is held at its temp file until let go (then made to fail).
+    let reachedRewrite!: () => void;
+    const rewriteStarted = new Promise<void>((resolve) => (reachedRewrite = resolve));
+    let letGo!: () => void;
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    const realOpen = fs.promises.open;
+    fs.promises.open = (async (target: fs.PathLike, ...rest: unknown[]) => {
+      if (String(target).includes('.tmp-')) {
+        reachedRewrite();
+        await held;
+        throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+      }
+      return (realOpen as (...args: unknown[]) => Promise<fs.promises.FileHandle>)(target, ...rest);
+    }) as typeof fs.promises.open;
+    try {
+      const warnings: string[] = [];
+      const store = open((m) => warnings.push(m));
+      await store.ready();
+      const perEntry = JSON.stringify(entry('dev-0')).length;
+      let n = 0;
+      const putUntil = async (started: Promise<void>): Promise<void> => {
+        let reached = false;
+        void started.then(() => (reached = true));
+        while (!reached) await store.put(entry(`dev-${n++}`));
+      };
+      await putUntil(rewriteStarted);
+      const before = n;
+      // The rewrite is held: these must still be acknowledged, each in a journal on disk.
+      const during = Math.ceil(MIN_COMPACTION_BYTES / 4 / perEntry);
+      for (let i = 0; i < during; i++) await store.put(entry(`dev-${n++}`));
+      assert.equal(store.stats().compactions, 0);
+      assert.equal(durableEntries(file).size, n);
+      assert.ok(store.stats().journals >= 2, 'commits went to a journal of their own');
+      letGo();
+      await store.flush();
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0], /Could not rewrite the credentials file .*no space left/);
+      assert.equal(durableEntries(file).size, n);
+      assert.ok(n > before);
+      fs.promises.open = realOpen;
+      await store.release();
+      const again = open();
+      await again.ready();
+      assert.equal(again.stats().entries, n);
+      assert.deepEqual(fs.readdirSync(path.dirname(file)), ['credentials.json']);
+    } finally {
+      fs.promises.open = realOpen;
+    }
   });
 
   it('ignores and removes journals already folded into the snapshot; later files win', async () => {
