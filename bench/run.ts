@@ -460,11 +460,11 @@ async function main(): Promise<void> {
         1,
       ),
     );
-    const heavy = cost.packages.filter((p) => p === 'mqtt' || p === 'coap');
+    const heavy = cost.packages.filter((p) => p.startsWith('mqtt') || p === 'coap');
     out.push(
       `Packages loaded by require + register: ${cost.packages.join(', ') || 'none'}; ` +
         (heavy.length === 0
-          ? 'mqtt and coap are not loaded until a node first uses them.'
+          ? 'no MQTT or CoAP library is loaded until a node first uses it.'
           : `NOT LAZY: ${heavy.join(', ')} loaded at require time.`),
     );
   }

@@ -1,6 +1,6 @@
 /**
  * Start-up stays cheap: requiring the shipped node module, registering its types and deploying a
- * provision node load neither mqtt nor coap; each loads only when a node first provisions over it.
+ * provision node load no MQTT or CoAP library; each loads only when a node first provisions over it.
  * Checked in fresh processes (require.cache of a process that loaded nothing else of ours).
  */
 
@@ -28,14 +28,14 @@ function runFresh(script: string): Promise<unknown> {
 
 const LOADED = `
   const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt|coap)[\\\\/]/.exec(file)?.[1])
+    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap)[\\\\/]/.exec(file)?.[1])
     .filter(Boolean))].sort();
 `;
 
 describe('start-up of the package', function () {
   this.timeout(40_000);
 
-  it('requiring the built node module and registering its types loads neither mqtt nor coap', async function () {
+  it('requiring the built node module and registering its types loads no MQTT or CoAP library', async function () {
     const result = await runFresh(`
       ${LOADED}
       const types = [];
@@ -51,7 +51,7 @@ describe('start-up of the package', function () {
     });
   });
 
-  it('a deployed provision node loads neither until it provisions over mqtt or coap', async function () {
+  it('a deployed provision node loads each protocol library only when it provisions over it', async function () {
     const steps = await runFresh(`
       ${LOADED}
       const fs = require('node:fs');
@@ -94,8 +94,8 @@ describe('start-up of the package', function () {
     assert.deepEqual(steps, [
       { after: 'deploy', loaded: [] },
       { after: 'http', loaded: [] },
-      { after: 'mqtt', loaded: ['mqtt'] },
-      { after: 'coap', loaded: ['coap', 'mqtt'] },
+      { after: 'mqtt', loaded: ['mqtt-packet'] },
+      { after: 'coap', loaded: ['coap', 'mqtt-packet'] },
     ]);
   });
 });

@@ -120,6 +120,21 @@ describe('transports on the wire (raw servers)', function () {
       }
     });
 
+    it('asks for a keep-alive that outlasts a long deadline, so nothing needs to ping', async function () {
+      const seen: MqttPacket[] = [];
+      const server = await rawMqttServer(provisioningServer(), seen);
+      try {
+        await provision(server, 600_000);
+        const connect = seen[0] as mqttPacket.IConnectPacket;
+        assert.equal(connect.cmd, 'connect');
+        // The server drops a client silent for 1.5 keep-alive periods: 600 s is enough here.
+        const keepalive = connect.keepalive ?? 0;
+        assert.ok(keepalive >= 600 && keepalive <= 601, `keep-alive ${keepalive} s`);
+      } finally {
+        await server.close();
+      }
+    });
+
     it('does not wait for SUBACK or PUBACK: an answer alone is enough', async function () {
       const server = await rawMqttServer((packet, reply) => {
         if (packet.cmd === 'connect')

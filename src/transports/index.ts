@@ -1,6 +1,6 @@
 /**
- * The three provisioning transports behind one signature. Each implementation, and the mqtt and
- * coap packages under it, is loaded on first use.
+ * The three provisioning transports behind one signature. Each implementation, and the
+ * mqtt-packet and coap packages under it, is loaded on first use.
  */
 
 import { unknownTransport } from './device-api';

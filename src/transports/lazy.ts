@@ -1,4 +1,4 @@
-/** Loads each transport module on first use, so that loading the transports loads neither mqtt nor coap. */
+/** Loads each transport module on first use, so that loading the transports loads neither mqtt-packet nor coap. */
 
 type MqttModule = typeof import('./mqtt');
 type HttpModule = typeof import('./http');

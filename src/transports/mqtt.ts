@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import type { IClientOptions, MqttClient, Packet } from 'mqtt';
+import { generate, parser as createParser } from 'mqtt-packet';
+import type { IConnectPacket, Packet } from 'mqtt-packet';
 import {
   MAX_ANSWER_BYTES,
   ProvisionError,
@@ -21,7 +22,6 @@ import {
   describeEndpoint,
   remainingMs,
   runExchange,
-  timeoutError,
   tlsHandshakeClosed,
   tlsHandshakeWatch,
 } from './exchange';
@@ -35,6 +35,8 @@ export const PROVISION_RESPONSE_TOPIC = '/provision/response';
 export const PROVISION_USERNAME = 'provision';
 
 const KEEPALIVE_SECONDS = 30;
+const MAX_KEEPALIVE_SECONDS = 65535;
+const CODEC = { protocolVersion: 4 };
 const DISCONNECT_PACKET = Buffer.from([0xe0, 0x00]);
 
 const CONNACK_REASONS: Record<number, string> = {
@@ -58,14 +60,6 @@ const CONNACK_REASONS: Record<number, string> = {
 const CREDENTIALS_REFUSED = new Set([2, 4, 5, 0x85, 0x86, 0x87, 0x8c]);
 const SERVER_BUSY = new Set([3, 0x88, 0x89]);
 
-let mqttModule: typeof import('mqtt') | undefined;
-
-/** Loaded on first use so that loading the transports stays cheap. */
-function loadMqtt(): typeof import('mqtt') {
-  mqttModule ??= require('mqtt') as typeof import('mqtt');
-  return mqttModule;
-}
-
 export function randomClientId(prefix = 'provision-'): string {
   return prefix + randomBytes(8).toString('hex');
 }
@@ -76,9 +70,14 @@ interface SessionIdentity {
   password?: string;
 }
 
+/** What the owner of a session can do once the server has accepted it. */
+interface Session {
+  send(packet: Packet): void;
+}
+
 interface SessionEvents {
   /** CONNACK with its return code (0 accepted); the session ends if the code is not 0. */
-  onConnack(code: number, client: MqttClient): void;
+  onConnack(code: number, session: Session): void;
   onMessage?(topic: string, payload: Buffer): void;
 }
 
@@ -86,9 +85,18 @@ function connackReason(code: number): string {
   return `CONNACK ${code}: ${CONNACK_REASONS[code] ?? 'refused'}`;
 }
 
+function notMqttError(endpoint: Endpoint, reason: string, maybeDelivered: boolean, cause: unknown) {
+  return new ProvisionError(
+    'PROTOCOL_ERROR',
+    `The server at ${describeEndpoint(endpoint)} does not speak MQTT as expected ` +
+      `(${reason}). Check that the port is the server's MQTT port.`,
+    { maybeDelivered, cause },
+  );
+}
+
 /**
- * Opens one MQTT connection on a socket we own, so that errors, the byte cap and the teardown are
- * exact; the mqtt client only speaks the protocol on it.
+ * Opens one MQTT 3.1.1 connection and speaks the few packets provisioning needs with mqtt.js's
+ * own codec (mqtt-packet): a full client per device would cost more than the exchange itself.
  */
 function openSession<T>(
   target: TransportTarget,
@@ -98,8 +106,37 @@ function openSession<T>(
   x: ExchangeControl<T>,
   events: SessionEvents,
 ): void {
-  const { MqttClient: Client } = loadMqtt();
-  const startedAt = Date.now();
+  const connect: IConnectPacket = {
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clientId: identity.clientId,
+    clean: true,
+    // Long enough that the server never drops the connection as idle before our own deadline:
+    // nothing needs to ping.
+    keepalive: Math.min(
+      MAX_KEEPALIVE_SECONDS,
+      Math.max(KEEPALIVE_SECONDS, Math.ceil(remainingMs(options) / 1000)),
+    ),
+  };
+  if (identity.username !== undefined) connect.username = identity.username;
+  if (identity.password !== undefined) connect.password = Buffer.from(identity.password, 'utf8');
+  let connectBytes: Buffer;
+  try {
+    connectBytes = generate(connect, CODEC);
+  } catch (err) {
+    // mqtt-packet's reasons name the field ("Invalid password"), never its value.
+    x.fail(
+      new ProvisionError(
+        'CONNECTION_ERROR',
+        `Could not build the MQTT CONNECT for ${describeEndpoint(endpoint)} ` +
+          `(${(err as Error).message}).`,
+        { transient: false, cause: err },
+      ),
+    );
+    return;
+  }
+
   const socket: net.Socket = target.tls
     ? tls.connect({
         host: target.host,
@@ -107,15 +144,42 @@ function openSession<T>(
         ...tlsConnectOptions(target.host, target.tls),
       })
     : net.connect({ host: target.host, port: target.port });
-
   // SUBSCRIBE and PUBLISH go out back to back: Nagle would hold the second for a delayed ACK.
   socket.setNoDelay(true);
-  let received = 0;
   let connected = false;
+  let received = 0;
+  const session: Session = {
+    send(packet) {
+      if (!socket.destroyed) socket.write(generate(packet, CODEC));
+    },
+  };
+
+  const parser = createParser(CODEC);
+  parser.on('packet', (packet: Packet) => {
+    if (x.settled) return;
+    if (packet.cmd === 'connack') {
+      if (connected) return;
+      const code = packet.returnCode ?? packet.reasonCode ?? 0;
+      connected = code === 0;
+      events.onConnack(code, session);
+    } else if (packet.cmd === 'publish') {
+      // Acknowledged before it is handed on, so the acknowledgement leaves ahead of DISCONNECT.
+      if (packet.qos === 1) session.send({ cmd: 'puback', messageId: packet.messageId });
+      const { payload } = packet;
+      events.onMessage?.(
+        packet.topic,
+        typeof payload === 'string' ? Buffer.from(payload) : payload,
+      );
+    }
+  });
+  parser.on('error', (err: Error) => {
+    if (!x.settled) x.fail(notMqttError(endpoint, err.message, x.delivered, err));
+  });
   socket.on('data', (chunk: Buffer) => {
     received += chunk.length;
-    // mqtt-packet buffers a whole packet before parsing: cap what we let it collect.
+    // The parser buffers a whole packet before it hands it on: cap what we let it collect.
     if (received > MAX_ANSWER_BYTES) x.fail(answerTooLargeError(endpoint, MAX_ANSWER_BYTES));
+    else parser.parse(chunk);
   });
   const inTlsHandshake = target.tls ? tlsHandshakeWatch(socket) : () => false;
   socket.on('error', (err) => {
@@ -128,71 +192,21 @@ function openSession<T>(
     if (inTlsHandshake()) x.fail(tlsHandshakeClosed(endpoint, 'closed'));
     else x.fail(closedBeforeAnswerError(endpoint, x.delivered));
   });
+  x.onTeardown(
+    () =>
+      new Promise<void>((resolve) => {
+        if (socket.closed) {
+          resolve();
+          return;
+        }
+        socket.once('close', () => resolve());
+        if (connected && socket.writable) socket.write(DISCONNECT_PACKET);
+        socket.destroy();
+      }),
+  );
 
-  const session: { client?: MqttClient } = {};
-  x.onTeardown(async () => {
-    // Let a PUBACK for the answer go out before the connection ends.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    await new Promise<void>((resolve) => {
-      if (socket.closed) {
-        resolve();
-        return;
-      }
-      socket.once('close', () => resolve());
-      if (connected && socket.writable) socket.write(DISCONNECT_PACKET);
-      session.client?.end(true);
-      socket.destroy();
-    });
-  });
-
-  const clientOptions: IClientOptions = {
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clientId: identity.clientId,
-    clean: true,
-    reconnectPeriod: 0,
-    // Our own deadline timer normally fires first; mqtt.js reports "connack timeout" otherwise.
-    connectTimeout: remainingMs(options),
-    keepalive: KEEPALIVE_SECONDS,
-    resubscribe: false,
-    queueQoSZero: false,
-  };
-  if (identity.username !== undefined) clientOptions.username = identity.username;
-  if (identity.password !== undefined) clientOptions.password = identity.password;
-  const client = new Client(() => socket, clientOptions);
-  session.client = client;
-
-  client.on('error', (err: Error) => {
-    if (x.settled) return;
-    if (err.message === 'connack timeout') {
-      x.fail(timeoutError(endpoint, Date.now() - startedAt, 'the CONNACK', false));
-    } else if (typeof (err as { code?: unknown }).code === 'string') {
-      x.fail(connectionFailure(err, endpoint, x.delivered));
-    } else {
-      x.fail(
-        new ProvisionError(
-          'PROTOCOL_ERROR',
-          `The server at ${describeEndpoint(endpoint)} does not speak MQTT as expected ` +
-            `(${err.message}). Check that the port is the server's MQTT port.`,
-          { maybeDelivered: x.delivered, cause: err },
-        ),
-      );
-    }
-  });
-  client.on('packetreceive', (packet: Packet) => {
-    // A refusal never reaches 'connect'; mqtt.js reports it as a generic error after this.
-    if (packet.cmd !== 'connack' || x.settled) return;
-    const code = packet.returnCode ?? packet.reasonCode ?? 0;
-    if (code !== 0) events.onConnack(code, client);
-  });
-  client.on('connect', () => {
-    if (x.settled) return;
-    connected = true;
-    events.onConnack(0, client);
-  });
-  client.on('message', (topic: string, payload: Buffer) => {
-    if (!x.settled) events.onMessage?.(topic, payload);
-  });
+  // Queued by the socket until it is connected (and through its TLS handshake).
+  socket.write(connectBytes);
 }
 
 function endpointOf(target: TransportTarget): Endpoint {
@@ -220,7 +234,7 @@ export const mqttTransport: Transport = (target, request, options) => {
       { clientId: randomClientId(), username: PROVISION_USERNAME },
       x,
       {
-        onConnack(code, client) {
+        onConnack(code, session) {
           if (code !== 0) {
             x.fail(
               refusedError(
@@ -234,9 +248,21 @@ export const mqttTransport: Transport = (target, request, options) => {
           }
           x.waitingFor(`an answer on ${PROVISION_RESPONSE_TOPIC}`);
           // Servers before November 2024 never send a SUBACK: publish without waiting for it.
-          client.subscribe(PROVISION_RESPONSE_TOPIC, { qos: 1 }, () => undefined);
+          session.send({
+            cmd: 'subscribe',
+            messageId: 1,
+            subscriptions: [{ topic: PROVISION_RESPONSE_TOPIC, qos: 1 }],
+          });
           // The PUBACK comes just before the answer: the answer itself is what we wait for.
-          client.publish(PROVISION_REQUEST_TOPIC, payload, { qos: 1 }, () => undefined);
+          session.send({
+            cmd: 'publish',
+            messageId: 2,
+            topic: PROVISION_REQUEST_TOPIC,
+            payload,
+            qos: 1,
+            dup: false,
+            retain: false,
+          });
           x.markDelivered();
         },
         onMessage(topic, message) {
