@@ -10,7 +10,7 @@ import path from 'node:path';
 import { measure, printResult } from './common';
 import type { RowSpec, TimedHooks } from './common';
 import { productClient } from './product';
-import { flushedToDisk, rawClient } from './raw';
+import { fastestRawClient, flushedToDisk, rawClient } from './raw';
 
 function post(session: Session, method: string): Promise<unknown> {
   return new Promise((resolve, reject) =>
@@ -45,10 +45,13 @@ async function main(): Promise<void> {
     stop = product.stop;
   } else if (spec.flushed) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-bench-flushed-'));
-    provision = flushedToDisk(rawClient(spec.transport, spec.emulator), path.join(dir, 'journal'));
+    provision = flushedToDisk(
+      fastestRawClient(spec.transport, spec.emulator),
+      path.join(dir, 'journal'),
+    );
     stop = async () => fs.promises.rm(dir, { recursive: true, force: true });
   } else {
-    provision = rawClient(spec.transport, spec.emulator);
+    provision = rawClient(spec.transport, spec.emulator, spec.codec);
   }
   const profile = spec.cpuProfile ? profileInto(spec.cpuProfile) : undefined;
   const result = await measure(spec, provision, profile);

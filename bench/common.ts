@@ -35,12 +35,18 @@ export interface RowSpec {
   /** Product only: keep credentials in the store (the node's default, true). */
   persist?: boolean;
   /**
-   * Product only: the provision node replaced by a node that only calls the raw client (raw.ts)
-   * and passes the message on: the most any node can reach in this flow, Node-RED's routing paid.
+   * Product only: the provision node replaced by a node that only calls the fastest raw client
+   * (raw.ts) and passes the message on: the most any node can reach in this flow, Node-RED's
+   * routing paid.
    */
   rawInFlow?: boolean;
-  /** Raw only: each answer appended to a journal file and flushed before the device is done. */
+  /**
+   * Raw only: the fastest raw client, each answer appended to a journal file and flushed before the
+   * device is done.
+   */
   flushed?: boolean;
+  /** Raw MQTT only: mqtt-packet on a bare socket instead of the mqtt.js client. */
+  codec?: boolean;
   /** Write a CPU profile of the timed part here (product and raw alike). */
   cpuProfile?: string;
 }

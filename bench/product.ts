@@ -14,17 +14,17 @@ const PACKAGE_NAME = 'node-red-contrib-thingsboard-provision';
 
 /**
  * A source node the bench sends from, a sink that hands what arrives to the bench, and a node that
- * provisions with the raw client alone (the rawInFlow rows).
+ * provisions with the fastest raw client alone (the rawInFlow rows).
  */
 const BENCH_NODES_JS = `module.exports = function (RED) {
-  const { rawClient } = require(${JSON.stringify(path.join(__dirname, 'raw.js'))});
+  const { fastestRawClient } = require(${JSON.stringify(path.join(__dirname, 'raw.js'))});
   function BenchSource(config) {
     RED.nodes.createNode(this, config);
   }
   RED.nodes.registerType('bench-source', BenchSource);
   function BenchRaw(config) {
     RED.nodes.createNode(this, config);
-    const provision = rawClient(config.transport, config.emulator);
+    const provision = fastestRawClient(config.transport, config.emulator);
     this.on('input', function (msg, send, done) {
       provision(msg.deviceName).then(
         function () {

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { PROVISION_KEY, PROVISION_SECRET } from './common';
 import type { EmulatorAddress, Transport } from './common';
@@ -65,6 +66,75 @@ function mqttRaw(emulator: EmulatorAddress): Provision {
         if (outcome) reject(outcome);
         else resolve(answer);
       });
+    });
+}
+
+/**
+ * mqtt.js's codec (mqtt-packet) on a bare socket: the same packets without a client object, which
+ * is how the product's MQTT transport speaks. Not a row the issue asks for: the floor under it.
+ */
+function mqttCodecRaw(emulator: EmulatorAddress): Provision {
+  const codec = require('mqtt-packet') as typeof import('mqtt-packet');
+  const disconnect = codec.generate({ cmd: 'disconnect' });
+  return (deviceName) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = net.connect({ host: emulator.host, port: emulator.ports.mqtt });
+      socket.setNoDelay(true);
+      const parser = codec.parser({ protocolVersion: 4 });
+      let outcome: Error | undefined;
+      let answer: string | undefined;
+      parser.on('packet', (packet) => {
+        if (packet.cmd === 'connack') {
+          const subscribe = codec.generate({
+            cmd: 'subscribe',
+            messageId: 1,
+            subscriptions: [{ topic: '/provision/response', qos: 1 }],
+          });
+          const publish = codec.generate({
+            cmd: 'publish',
+            messageId: 2,
+            topic: '/provision/request',
+            payload: requestBody(deviceName),
+            qos: 1,
+            dup: false,
+            retain: false,
+          });
+          socket.write(subscribe);
+          socket.write(publish);
+        } else if (packet.cmd === 'publish') {
+          socket.write(codec.generate({ cmd: 'puback', messageId: packet.messageId }));
+          try {
+            answer = checkAnswer(packet.payload.toString());
+          } catch (err) {
+            outcome = err as Error;
+          }
+          socket.write(disconnect);
+          socket.destroy();
+        }
+      });
+      parser.on('error', (err) => {
+        outcome ??= err as Error;
+        socket.destroy();
+      });
+      socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+      socket.on('error', (err) => {
+        outcome ??= err;
+      });
+      socket.on('close', () => {
+        if (answer !== undefined && !outcome) resolve(answer);
+        else reject(outcome ?? new Error('closed before the answer'));
+      });
+      socket.write(
+        codec.generate({
+          cmd: 'connect',
+          protocolId: 'MQTT',
+          protocolVersion: 4,
+          clientId: `provision-${randomBytes(8).toString('hex')}`,
+          clean: true,
+          keepalive: 30,
+          username: 'provision',
+        }),
+      );
     });
 }
 
@@ -129,16 +199,31 @@ function coapRaw(emulator: EmulatorAddress): Provision {
     });
 }
 
-/** The raw client for a transport (the bench process exits when done: nothing to close). */
-export function rawClient(transport: Transport, emulator: EmulatorAddress): Provision {
+/**
+ * The raw client for a transport (the bench process exits when done: nothing to close); `codec`
+ * picks mqtt-packet on a bare socket over the mqtt.js client.
+ */
+export function rawClient(
+  transport: Transport,
+  emulator: EmulatorAddress,
+  codec = false,
+): Provision {
   switch (transport) {
     case 'mqtt':
-      return mqttRaw(emulator);
+      return codec ? mqttCodecRaw(emulator) : mqttRaw(emulator);
     case 'http':
       return httpRaw(emulator);
     case 'coap':
       return coapRaw(emulator);
   }
+}
+
+/**
+ * The fastest raw client for a transport, which the in-flow and flushed rows build on: for MQTT the
+ * codec on a bare socket, the way the product speaks; the library elsewhere.
+ */
+export function fastestRawClient(transport: Transport, emulator: EmulatorAddress): Provision {
+  return rawClient(transport, emulator, transport === 'mqtt');
 }
 
 const write = promisify(fs.write);

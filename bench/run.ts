@@ -137,6 +137,8 @@ interface Versus {
 interface Comparison {
   transport: Transport;
   raw: Summary;
+  /** MQTT only: mqtt-packet on a bare socket, the codec the product speaks with, no client. */
+  codec?: Versus;
   /** The raw client as the only work of a node in the same flow: what any node can reach. */
   inFlow: Versus;
   /** The raw client with each answer appended and flushed to disk: what durability costs. */
@@ -149,11 +151,23 @@ interface Comparison {
   burst: Versus;
 }
 
-type Kind = 'raw' | 'inFlow' | 'flushed' | 'product' | 'volatile' | 'burst';
-const KINDS: readonly Kind[] = ['raw', 'inFlow', 'flushed', 'product', 'volatile', 'burst'];
+type Kind = 'raw' | 'codec' | 'inFlow' | 'flushed' | 'product' | 'volatile' | 'burst';
+const KINDS: readonly Kind[] = [
+  'raw',
+  'codec',
+  'inFlow',
+  'flushed',
+  'product',
+  'volatile',
+  'burst',
+];
+
+function kindsFor(transport: Transport): readonly Kind[] {
+  return transport === 'mqtt' ? KINDS : KINDS.filter((kind) => kind !== 'codec');
+}
 
 function noRows(): Record<Kind, Summary[]> {
-  return { raw: [], inFlow: [], flushed: [], product: [], volatile: [], burst: [] };
+  return { raw: [], codec: [], inFlow: [], flushed: [], product: [], volatile: [], burst: [] };
 }
 
 /** The emulator's own JIT warm-up: enough exchanges on every transport before anything is timed. */
@@ -175,15 +189,17 @@ async function compare(): Promise<Comparison[]> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const transport of SELECTED) {
         // Rotated each round, so no kind always runs first or right after the same one.
-        const order = KINDS.map((_, k) => KINDS[(k + round) % KINDS.length]);
+        const kinds = kindsFor(transport);
+        const order = kinds.map((_, k) => kinds[(k + round) % kinds.length]);
         for (const kind of order) {
           const row = spec(
-            kind === 'raw' || kind === 'flushed' ? 'raw' : 'product',
+            kind === 'raw' || kind === 'codec' || kind === 'flushed' ? 'raw' : 'product',
             transport,
             DEVICES,
             emulator.address,
           );
           if (kind === 'inFlow') row.rawInFlow = true;
+          if (kind === 'codec') row.codec = true;
           if (kind === 'flushed') row.flushed = true;
           if (kind === 'volatile') row.persist = false;
           if (kind === 'burst') row.burst = true;
@@ -200,7 +216,8 @@ async function compare(): Promise<Comparison[]> {
     await emulator.stop();
   }
   return SELECTED.map((transport) => {
-    const { raw, inFlow, flushed, product, volatile, burst } = rows.get(transport) ?? noRows();
+    const { raw, codec, inFlow, flushed, product, volatile, burst } =
+      rows.get(transport) ?? noRows();
     const versus = (rowsOf: Summary[]): Versus => ({
       summary: combine(rowsOf),
       ratio: median(rowsOf.map((p, i) => p.rate / raw[i].rate)),
@@ -211,6 +228,7 @@ async function compare(): Promise<Comparison[]> {
     return {
       transport,
       raw: combine(raw),
+      codec: codec.length > 0 ? versus(codec) : undefined,
       inFlow: versus(inFlow),
       flushed: versus(flushed),
       product: versus(product),
@@ -323,15 +341,25 @@ async function main(): Promise<void> {
     const versusCell = (v: Versus): string =>
       `${fmt(v.ratio, 2)} (p50 ${v.p50Overhead >= 0 ? '+' : ''}${fmt(v.p50Overhead, 2)} ms)`;
     for (const c of await compare()) {
+      // For MQTT the in-flow and flushed rows build on the codec, the fastest raw client.
+      const floor = c.codec ? 'raw codec' : 'raw library';
       rows.push([...summaryCells(c.transport, 'raw library', c.raw), '', '', '']);
+      if (c.codec) {
+        rows.push([
+          ...summaryCells(c.transport, 'raw codec (mqtt-packet), no client', c.codec.summary),
+          versusCell(c.codec),
+          '',
+          '',
+        ]);
+      }
       rows.push([
-        ...summaryCells(c.transport, 'raw library in a Node-RED flow', c.inFlow.summary),
+        ...summaryCells(c.transport, `${floor} in a Node-RED flow`, c.inFlow.summary),
         versusCell(c.inFlow),
         '',
         '',
       ]);
       rows.push([
-        ...summaryCells(c.transport, 'raw library, answers flushed to disk', c.flushed.summary),
+        ...summaryCells(c.transport, `${floor}, answers flushed to disk`, c.flushed.summary),
         versusCell(c.flushed),
         '',
         '',
