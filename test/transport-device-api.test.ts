@@ -161,6 +161,33 @@ describe('transports: verifyDeviceCredentials', function () {
     }
   });
 
+  it('MQTT: a password without a user name cannot be sent: PROTOCOL_ERROR, no connection', async function () {
+    const server = await rawTcpServer(() => undefined);
+    try {
+      const error = await expectProvisionError(
+        verifyDeviceCredentials(
+          'mqtt',
+          { host: HOST, port: server.port },
+          {
+            status: 'SUCCESS',
+            credentialsType: 'MQTT_BASIC',
+            credentialsValue: { clientId: 'lonely-client', password: 'lonely-secret' },
+          },
+          { deadline: deadlineIn(3000) },
+        ),
+        {
+          status: 'PROTOCOL_ERROR',
+          transient: false,
+          message: /cannot be sent in an MQTT CONNECT/,
+        },
+      );
+      assert.doesNotMatch(error.message, /lonely-secret/);
+      assert.equal(server.connections, 0);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('MQTT: a server that never sends CONNACK: TIMEOUT', async function () {
     const server = await rawTcpServer(() => undefined);
     try {

@@ -85,7 +85,12 @@ function connackReason(code: number): string {
   return `CONNACK ${code}: ${CONNACK_REASONS[code] ?? 'refused'}`;
 }
 
-function notMqttError(endpoint: Endpoint, reason: string, maybeDelivered: boolean, cause: unknown) {
+function notMqttError(
+  endpoint: Endpoint,
+  reason: string,
+  maybeDelivered: boolean,
+  cause: unknown,
+): ProvisionError {
   return new ProvisionError(
     'PROTOCOL_ERROR',
     `The server at ${describeEndpoint(endpoint)} does not speak MQTT as expected ` +
@@ -125,11 +130,12 @@ function openSession<T>(
   try {
     connectBytes = generate(connect, CODEC);
   } catch (err) {
-    // mqtt-packet's reasons name the field ("Invalid password"), never its value.
+    // Credentials MQTT cannot carry (a password without a user name). mqtt-packet's reasons name
+    // the field, never its value.
     x.fail(
       new ProvisionError(
-        'CONNECTION_ERROR',
-        `Could not build the MQTT CONNECT for ${describeEndpoint(endpoint)} ` +
+        'PROTOCOL_ERROR',
+        `These credentials cannot be sent in an MQTT CONNECT to ${describeEndpoint(endpoint)} ` +
           `(${(err as Error).message}).`,
         { transient: false, cause: err },
       ),
