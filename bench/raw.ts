@@ -71,7 +71,7 @@ function mqttRaw(emulator: EmulatorAddress): Provision {
 
 /**
  * mqtt.js's codec (mqtt-packet) on a bare socket: the same packets without a client object, which
- * is how the product's MQTT transport speaks. Not a row the issue asks for: the floor under it.
+ * is how the product's MQTT transport speaks: the floor under it, beside the mqtt.js baseline.
  */
 function mqttCodecRaw(emulator: EmulatorAddress): Provision {
   const codec = require('mqtt-packet') as typeof import('mqtt-packet');

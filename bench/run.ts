@@ -139,9 +139,9 @@ interface Comparison {
   raw: Summary;
   /** MQTT only: mqtt-packet on a bare socket, the codec the product speaks with, no client. */
   codec?: Versus;
-  /** The raw client as the only work of a node in the same flow: what any node can reach. */
+  /** The fastest raw client as the only work of a node in the same flow: what any node can reach. */
   inFlow: Versus;
-  /** The raw client with each answer appended and flushed to disk: what durability costs. */
+  /** The fastest raw client with each answer appended and flushed to disk: what durability costs. */
   flushed: Versus;
   /** The node as configured by default: credentials kept durably before each output. */
   product: Versus;
