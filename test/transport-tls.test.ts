@@ -4,7 +4,8 @@ import * as assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import type * as net from 'node:net';
 import * as tls from 'node:tls';
-import { getTransport } from '../src/transports';
+import * as mqttPacket from 'mqtt-packet';
+import { forgetTlsSessions, getTransport } from '../src/transports';
 import type { TlsOptions, TransportTarget } from '../src/transports';
 import {
   HOST,
@@ -202,6 +203,104 @@ describe('transports over TLS', function () {
       });
     });
   }
+
+  describe('mqtts: connections after the first', function () {
+    const ANSWER =
+      '{"credentialsValue":"tls-token","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}';
+
+    /** Answers every request over MQTT and notes, per connection, whether a session resumed. */
+    async function resumingServer(maxVersion: tls.SecureVersion): Promise<{
+      port: number;
+      resumed: boolean[];
+      close(): Promise<void>;
+    }> {
+      const resumed: boolean[] = [];
+      const server = tls.createServer(
+        { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT, maxVersion },
+        (socket) => {
+          resumed.push(socket.isSessionReused());
+          const parser = mqttPacket.parser({ protocolVersion: 4 });
+          const reply = (packet: mqttPacket.Packet) => {
+            if (!socket.destroyed) socket.write(mqttPacket.generate(packet));
+          };
+          parser.on('packet', (packet) => {
+            if (packet.cmd === 'connect')
+              reply({ cmd: 'connack', returnCode: 0, sessionPresent: false });
+            if (packet.cmd === 'publish') {
+              reply({
+                cmd: 'publish',
+                topic: '/provision/response',
+                payload: ANSWER,
+                qos: 0,
+                dup: false,
+                retain: false,
+              });
+            }
+          });
+          socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+          socket.on('error', () => undefined);
+        },
+      );
+      const retire = serverSide(server);
+      await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+      return {
+        port: (server.address() as net.AddressInfo).port,
+        resumed,
+        close: async () => retire(),
+      };
+    }
+
+    for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+      it(`resume the TLS session the same server gave, per TLS configuration (${version})`, async function () {
+        const server = await resumingServer(version);
+        const provision = (tlsOptions: TlsOptions) =>
+          getTransport('mqtt')(
+            { host: HOST, port: server.port, tls: tlsOptions },
+            allowRequest(uniqueName('resume')),
+            { deadline: deadlineIn(3000) },
+          );
+        try {
+          // A fresh options object each time, as each message builds its own.
+          for (let i = 0; i < 3; i++) {
+            assert.equal((await provision({ ca: TEST_CA_CERT })).status, 'SUCCESS');
+          }
+          // Another configuration (here: verification off) never gets the first one's session.
+          await provision({ ca: TEST_CA_CERT, rejectUnauthorized: false });
+          await provision({ ca: TEST_CA_CERT, rejectUnauthorized: false });
+          // What the node calls when its last instance closes.
+          forgetTlsSessions();
+          await provision({ ca: TEST_CA_CERT });
+          assert.deepEqual(server.resumed, [false, true, true, false, true, false]);
+        } finally {
+          await server.close();
+        }
+      });
+    }
+
+    it('a server refused for its host name is refused again, with a full handshake', async function () {
+      // TLS 1.2 hands the session over at the end of the handshake, before the host name check.
+      const server = await resumingServer('TLSv1.2');
+      try {
+        for (let i = 0; i < 2; i++) {
+          await expectProvisionError(
+            getTransport('mqtt')(
+              {
+                host: HOST,
+                port: server.port,
+                tls: { ca: TEST_CA_CERT, servername: 'elsewhere.example' },
+              },
+              allowRequest(uniqueName('refused')),
+              { deadline: deadlineIn(3000) },
+            ),
+            { status: 'CONNECTION_ERROR', transient: false, message: /another host name/ },
+          );
+        }
+        assert.deepEqual(server.resumed, [false, false]);
+      } finally {
+        await server.close();
+      }
+    });
+  });
 
   it('HTTPS pools are kept apart per TLS configuration', async function () {
     const target = (tlsOptions: TlsOptions): TransportTarget => ({

@@ -13,7 +13,12 @@ import {
 } from '../provisioner';
 import type { CredentialStore } from '../provisioner';
 import type { CredentialsMode, ProvisionResult } from '../provisioner/types';
-import { closeCoapLinks, closeHttpAgents, verifyDeviceCredentials } from '../transports';
+import {
+  closeCoapLinks,
+  closeHttpAgents,
+  forgetTlsSessions,
+  verifyDeviceCredentials,
+} from '../transports';
 import type { TransportName } from '../transports/types';
 import type { ProvisionConfigNode } from './config-node';
 import { outputFields } from './message';
@@ -252,6 +257,7 @@ export function registerProvisionNode(RED: NodeAPI): void {
         .then(async () => {
           if (--liveNodes === 0) {
             closeHttpAgents();
+            forgetTlsSessions();
             await closeCoapLinks();
           }
         })

@@ -31,15 +31,9 @@ export const PROVISION_PATH = '/api/v1/provision';
 const IDLE_SOCKET_MS = 4000;
 
 const agents = new Map<string, http.Agent>();
-/** The agent key of each TLS configuration object seen: hashing its PEMs per request costs. */
-const tlsKeys = new WeakMap<object, string>();
 
 function agentFor(target: TransportTarget): http.Agent {
-  let key = 'http';
-  if (target.tls) {
-    key = tlsKeys.get(target.tls) ?? `https:${tlsIdentity(target)}`;
-    tlsKeys.set(target.tls, key);
-  }
+  const key = target.tls ? `https:${tlsIdentity(target)}` : 'http';
   let agent = agents.get(key);
   if (agent === undefined) {
     agent = target.tls

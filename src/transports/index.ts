@@ -4,7 +4,14 @@
  */
 
 import { unknownTransport } from './device-api';
-import { coapModule, httpModule, loadedCoapModule, loadedHttpModule, mqttModule } from './lazy';
+import {
+  coapModule,
+  httpModule,
+  loadedCoapModule,
+  loadedHttpModule,
+  loadedMqttModule,
+  mqttModule,
+} from './lazy';
 import type { Transport, TransportName } from './types';
 
 export type {
@@ -37,6 +44,11 @@ export function getTransport(name: TransportName): Transport {
 /** Destroys the pooled HTTP(S) connections; the node calls it on close, tests after each case. */
 export function closeHttpAgents(): void {
   loadedHttpModule()?.closeHttpAgents();
+}
+
+/** Forgets the TLS material and sessions kept for MQTT over TLS; the node calls it on close. */
+export function forgetTlsSessions(): void {
+  loadedMqttModule()?.forgetTlsSessions();
 }
 
 /** Closes the idle CoAP sockets kept for the next exchange; the node calls it on close. */

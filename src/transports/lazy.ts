@@ -28,6 +28,11 @@ export function loadedCoapModule(): CoapModule | undefined {
   return coap;
 }
 
+/** The MQTT module if something has used it already; forgetting its TLS sessions never loads it. */
+export function loadedMqttModule(): MqttModule | undefined {
+  return mqtt;
+}
+
 /** The HTTP module if something has used it already; closing agents never loads it. */
 export function loadedHttpModule(): HttpModule | undefined {
   return http;

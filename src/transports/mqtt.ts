@@ -5,7 +5,6 @@
 
 import { randomBytes } from 'node:crypto';
 import * as net from 'node:net';
-import * as tls from 'node:tls';
 import { generate, parser as createParser } from 'mqtt-packet';
 import type { IConnectPacket, Packet } from 'mqtt-packet';
 import {
@@ -26,7 +25,9 @@ import {
   tlsHandshakeWatch,
 } from './exchange';
 import type { Endpoint, ExchangeControl } from './exchange';
-import { tlsConnectOptions } from './tls-options';
+import { connectTls } from './tls-options';
+
+export { forgetTlsSessions } from './tls-options';
 import type { Transport, TransportOptions, TransportTarget } from './types';
 
 export const PROVISION_REQUEST_TOPIC = '/provision/request';
@@ -144,11 +145,7 @@ function openSession<T>(
   }
 
   const socket: net.Socket = target.tls
-    ? tls.connect({
-        host: target.host,
-        port: target.port,
-        ...tlsConnectOptions(target.host, target.tls),
-      })
+    ? connectTls(target, target.tls)
     : net.connect({ host: target.host, port: target.port });
   // SUBSCRIBE and PUBLISH go out back to back: Nagle would hold the second for a delayed ACK.
   socket.setNoDelay(true);

@@ -2,7 +2,8 @@
 
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
+import * as tls from 'node:tls';
+import type { ConnectionOptions, SecureContext, TLSSocket } from 'node:tls';
 import type { TlsOptions, TransportTarget } from './types';
 
 function material(value: string | Buffer | undefined): string | Buffer | undefined {
@@ -36,6 +37,8 @@ export function tlsConnectOptions(host: string | undefined, tls: TlsOptions): Co
 export function tlsIdentity(target: TransportTarget): string {
   const tls = target.tls;
   if (tls === undefined) return 'plain';
+  const known = identities.get(tls);
+  if (known !== undefined) return known;
   const digest = createHash('sha256');
   for (const part of [
     tls.ca,
@@ -49,5 +52,81 @@ export function tlsIdentity(target: TransportTarget): string {
     digest.update(String(bytes.length)).update(':').update(bytes).update('|');
   }
   digest.update(String(tls.rejectUnauthorized ?? true));
-  return digest.digest('hex');
+  const identity = digest.digest('hex');
+  identities.set(tls, identity);
+  return identity;
+}
+
+/** The identity of each TLS configuration object seen: hashing its PEMs per connection costs. */
+const identities = new WeakMap<TlsOptions, string>();
+
+/** What connections with one TLS configuration share. */
+interface TlsReuse {
+  /** The CA, certificate and key, parsed (and the key decrypted) once. */
+  context: SecureContext;
+  /** The latest session each server (host|port) gave, offered for resumption. */
+  sessions: Map<string, Buffer>;
+}
+
+const MAX_TLS_CONFIGURATIONS = 16;
+const MAX_SESSIONS_PER_CONFIGURATION = 64;
+const reuse = new Map<string, TlsReuse>();
+
+/** Drops every kept context and session: the next connection parses its PEMs and shakes hands anew. */
+export function forgetTlsSessions(): void {
+  reuse.clear();
+}
+
+function keepAtMost<K, V>(map: Map<K, V>, limit: number): void {
+  for (const key of map.keys()) {
+    if (map.size <= limit) return;
+    map.delete(key);
+  }
+}
+
+function reuseFor(target: TransportTarget, options: TlsOptions): TlsReuse {
+  const identity = tlsIdentity(target);
+  let entry = reuse.get(identity);
+  if (entry === undefined) {
+    const { ca, cert, key, passphrase } = tlsConnectOptions(target.host, options);
+    // Throws for a bad key or passphrase; nothing is kept then.
+    entry = {
+      context: tls.createSecureContext({ ca, cert, key, passphrase }),
+      sessions: new Map(),
+    };
+    reuse.set(identity, entry);
+    keepAtMost(reuse, MAX_TLS_CONFIGURATIONS);
+  }
+  return entry;
+}
+
+/**
+ * Opens a TLS connection for one exchange. Connections with the same TLS configuration share its
+ * parsed material, and offer the session the same server gave last, so that a device after the
+ * first needs neither the PEMs parsed again nor, where the server resumes sessions, a full
+ * handshake: on this machine an MQTT-over-TLS exchange cost about 3.5 ms of CPU without either.
+ * A resumed session still carries the server's certificate and the result of its verification,
+ * which Node checks again, host name included; a server that does not resume gets a full handshake.
+ */
+export function connectTls(target: TransportTarget, options: TlsOptions): TLSSocket {
+  const entry = reuseFor(target, options);
+  const peer = `${target.host}|${target.port}`;
+  const offered = entry.sessions.get(peer);
+  const { rejectUnauthorized, servername, ALPNProtocols } = tlsConnectOptions(target.host, options);
+  const connection: ConnectionOptions = {
+    host: target.host,
+    port: target.port,
+    secureContext: entry.context,
+    rejectUnauthorized,
+  };
+  if (servername !== undefined) connection.servername = servername;
+  if (ALPNProtocols !== undefined) connection.ALPNProtocols = ALPNProtocols;
+  if (offered !== undefined) connection.session = offered;
+  const socket = tls.connect(connection);
+  socket.on('session', (session: Buffer) => {
+    entry.sessions.delete(peer);
+    entry.sessions.set(peer, session);
+    keepAtMost(entry.sessions, MAX_SESSIONS_PER_CONFIGURATION);
+  });
+  return socket;
 }
