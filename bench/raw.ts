@@ -9,13 +9,14 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { promisify } from 'node:util';
+import type { IClientOptions } from 'mqtt';
 import { PROVISION_KEY, PROVISION_SECRET } from './common';
 import type { EmulatorAddress, Transport } from './common';
 
 /** Resolves with the server's answer (its JSON text) once the device is provisioned. */
 type Provision = (deviceName: string) => Promise<string>;
 
-function requestBody(deviceName: string): string {
+export function requestBody(deviceName: string): string {
   return JSON.stringify({
     deviceName,
     provisionDeviceKey: PROVISION_KEY,
@@ -29,14 +30,13 @@ function checkAnswer(text: string): string {
   return text;
 }
 
-/** mqtt.js: connect as "provision", subscribe, publish, take the answer, end. */
-function mqttRaw(emulator: EmulatorAddress): Provision {
+/** mqtt.js: connect as "provision" (where `server` says), subscribe, publish, take the answer, end. */
+export function mqttJsClient(server: IClientOptions): Provision {
   const mqtt = require('mqtt') as typeof import('mqtt');
   return (deviceName) =>
     new Promise<string>((resolve, reject) => {
       const client = mqtt.connect({
-        host: emulator.host,
-        port: emulator.ports.mqtt,
+        ...server,
         protocolVersion: 4,
         clientId: `provision-${randomBytes(8).toString('hex')}`,
         username: 'provision',
@@ -70,72 +70,69 @@ function mqttRaw(emulator: EmulatorAddress): Provision {
 }
 
 /**
- * mqtt.js's codec (mqtt-packet) on a bare socket: the same packets without a client object, which
- * is how the product's MQTT transport speaks: the floor under it, beside the mqtt.js baseline.
+ * The provisioning packets, encoded and parsed by mqtt.js's codec (mqtt-packet), on a socket just
+ * opened: no client object. Resolves with the answer's text once the socket has closed.
  */
-function mqttCodecRaw(emulator: EmulatorAddress): Provision {
+export function codecExchange(socket: net.Socket, body: string): Promise<string> {
   const codec = require('mqtt-packet') as typeof import('mqtt-packet');
-  const disconnect = codec.generate({ cmd: 'disconnect' });
-  return (deviceName) =>
-    new Promise<string>((resolve, reject) => {
-      const socket = net.connect({ host: emulator.host, port: emulator.ports.mqtt });
-      socket.setNoDelay(true);
-      const parser = codec.parser({ protocolVersion: 4 });
-      let outcome: Error | undefined;
-      let answer: string | undefined;
-      parser.on('packet', (packet) => {
-        if (packet.cmd === 'connack') {
-          const subscribe = codec.generate({
-            cmd: 'subscribe',
-            messageId: 1,
-            subscriptions: [{ topic: '/provision/response', qos: 1 }],
-          });
-          const publish = codec.generate({
-            cmd: 'publish',
-            messageId: 2,
-            topic: '/provision/request',
-            payload: requestBody(deviceName),
-            qos: 1,
-            dup: false,
-            retain: false,
-          });
-          socket.write(subscribe);
-          socket.write(publish);
-        } else if (packet.cmd === 'publish') {
-          socket.write(codec.generate({ cmd: 'puback', messageId: packet.messageId }));
-          try {
-            answer = checkAnswer(packet.payload.toString());
-          } catch (err) {
-            outcome = err as Error;
-          }
-          socket.write(disconnect);
-          socket.destroy();
+  return new Promise<string>((resolve, reject) => {
+    socket.setNoDelay(true);
+    const parser = codec.parser({ protocolVersion: 4 });
+    let outcome: Error | undefined;
+    let answer: string | undefined;
+    parser.on('packet', (packet) => {
+      if (packet.cmd === 'connack') {
+        const subscribe = codec.generate({
+          cmd: 'subscribe',
+          messageId: 1,
+          subscriptions: [{ topic: '/provision/response', qos: 1 }],
+        });
+        const publish = codec.generate({
+          cmd: 'publish',
+          messageId: 2,
+          topic: '/provision/request',
+          payload: body,
+          qos: 1,
+          dup: false,
+          retain: false,
+        });
+        socket.write(subscribe);
+        socket.write(publish);
+      } else if (packet.cmd === 'publish') {
+        socket.write(codec.generate({ cmd: 'puback', messageId: packet.messageId }));
+        try {
+          answer = checkAnswer(packet.payload.toString());
+        } catch (err) {
+          outcome = err as Error;
         }
-      });
-      parser.on('error', (err) => {
-        outcome ??= err as Error;
+        socket.write(codec.generate({ cmd: 'disconnect' }));
         socket.destroy();
-      });
-      socket.on('data', (chunk: Buffer) => parser.parse(chunk));
-      socket.on('error', (err) => {
-        outcome ??= err;
-      });
-      socket.on('close', () => {
-        if (answer !== undefined && !outcome) resolve(answer);
-        else reject(outcome ?? new Error('closed before the answer'));
-      });
-      socket.write(
-        codec.generate({
-          cmd: 'connect',
-          protocolId: 'MQTT',
-          protocolVersion: 4,
-          clientId: `provision-${randomBytes(8).toString('hex')}`,
-          clean: true,
-          keepalive: 30,
-          username: 'provision',
-        }),
-      );
+      }
     });
+    parser.on('error', (err) => {
+      outcome ??= err as Error;
+      socket.destroy();
+    });
+    socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+    socket.on('error', (err) => {
+      outcome ??= err;
+    });
+    socket.on('close', () => {
+      if (answer !== undefined && !outcome) resolve(answer);
+      else reject(outcome ?? new Error('closed before the answer'));
+    });
+    socket.write(
+      codec.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clientId: `provision-${randomBytes(8).toString('hex')}`,
+        clean: true,
+        keepalive: 30,
+        username: 'provision',
+      }),
+    );
+  });
 }
 
 /** Node's http client with one keep-alive agent. */
@@ -210,7 +207,14 @@ export function rawClient(
 ): Provision {
   switch (transport) {
     case 'mqtt':
-      return codec ? mqttCodecRaw(emulator) : mqttRaw(emulator);
+      // The codec row: how the product's MQTT transport speaks, the floor under it.
+      return codec
+        ? (deviceName) =>
+            codecExchange(
+              net.connect({ host: emulator.host, port: emulator.ports.mqtt }),
+              requestBody(deviceName),
+            )
+        : mqttJsClient({ host: emulator.host, port: emulator.ports.mqtt });
     case 'http':
       return httpRaw(emulator);
     case 'coap':

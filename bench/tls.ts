@@ -11,11 +11,12 @@
  * Run: npx tsx bench/tls.ts [devices] [concurrency] [rounds]
  */
 import { fork } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as tls from 'node:tls';
 import { Emulator } from '../src/emulator';
 import { getTransport } from '../src/transports';
 import { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from '../test/transport-certificates';
+import { PROVISION_KEY, PROVISION_SECRET } from './common';
+import { codecExchange, mqttJsClient, requestBody } from './raw';
 
 const [mode = '', ...rest] = process.argv.slice(2);
 // A row's process gets the settings after its own arguments.
@@ -24,8 +25,6 @@ const DEVICES = Number(settings[0] || 3000);
 const CONCURRENCY = Number(settings[1] || 16);
 const ROUNDS = Number(settings[2] || 3);
 const WARMUP = 500;
-const KEY = 'tls-bench-key';
-const SECRET = 'tls-bench-secret';
 
 type Kind = 'mqtt.js' | 'codec, fresh TLS' | 'product';
 const KINDS: readonly Kind[] = ['mqtt.js', 'codec, fresh TLS', 'product'];
@@ -38,88 +37,16 @@ interface RowResult {
 
 type Provision = (deviceName: string) => Promise<unknown>;
 
-function requestBody(deviceName: string): string {
-  return JSON.stringify({ deviceName, provisionDeviceKey: KEY, provisionDeviceSecret: SECRET });
-}
-
 function mqttJs(port: number): Provision {
-  const mqtt = require('mqtt') as typeof import('mqtt');
-  return (deviceName) =>
-    new Promise<void>((resolve, reject) => {
-      const client = mqtt.connect({
-        protocol: 'mqtts',
-        host: '127.0.0.1',
-        port,
-        ca: TEST_CA_CERT,
-        protocolVersion: 4,
-        clientId: `provision-${randomBytes(8).toString('hex')}`,
-        username: 'provision',
-        reconnectPeriod: 0,
-      });
-      let failure: Error | undefined;
-      client.on('error', (err) => {
-        failure ??= err;
-        client.end(true);
-      });
-      client.on('connect', () => {
-        client.subscribe('/provision/response', { qos: 1 });
-        client.publish('/provision/request', requestBody(deviceName), { qos: 1 });
-      });
-      client.on('message', () => client.end());
-      client.on('close', () => (failure ? reject(failure) : resolve()));
-    });
+  return mqttJsClient({ protocol: 'mqtts', host: '127.0.0.1', port, ca: TEST_CA_CERT });
 }
 
 function codecFreshTls(port: number): Provision {
-  const codec = require('mqtt-packet') as typeof import('mqtt-packet');
   return (deviceName) =>
-    new Promise<void>((resolve, reject) => {
-      const socket = tls.connect({ host: '127.0.0.1', port, ca: TEST_CA_CERT });
-      socket.setNoDelay(true);
-      const parser = codec.parser({ protocolVersion: 4 });
-      let answered = false;
-      parser.on('packet', (packet) => {
-        if (packet.cmd === 'connack') {
-          socket.write(
-            codec.generate({
-              cmd: 'subscribe',
-              messageId: 1,
-              subscriptions: [{ topic: '/provision/response', qos: 1 }],
-            }),
-          );
-          socket.write(
-            codec.generate({
-              cmd: 'publish',
-              messageId: 2,
-              topic: '/provision/request',
-              payload: requestBody(deviceName),
-              qos: 1,
-              dup: false,
-              retain: false,
-            }),
-          );
-        } else if (packet.cmd === 'publish') {
-          answered = true;
-          socket.write(codec.generate({ cmd: 'puback', messageId: packet.messageId }));
-          socket.write(codec.generate({ cmd: 'disconnect' }));
-          socket.destroy();
-        }
-      });
-      socket.on('data', (chunk: Buffer) => parser.parse(chunk));
-      socket.on('error', () => undefined);
-      socket.on('close', () => (answered ? resolve() : reject(new Error('no answer'))));
-      socket.write(
-        codec.generate({
-          cmd: 'connect',
-          protocolId: 'MQTT',
-          protocolVersion: 4,
-          clientId: `provision-${randomBytes(8).toString('hex')}`,
-          clean: true,
-          keepalive: 30,
-          username: 'provision',
-        }),
-      );
-    });
+    codecExchange(
+      tls.connect({ host: '127.0.0.1', port, ca: TEST_CA_CERT }),
+      requestBody(deviceName),
+    );
 }
 
 function product(port: number): Provision {
@@ -128,7 +55,7 @@ function product(port: number): Provision {
     transport(
       // A new options object per device, as the node builds one per message.
       { host: '127.0.0.1', port, tls: { ca: TEST_CA_CERT } },
-      { provisionDeviceKey: KEY, provisionDeviceSecret: SECRET, deviceName },
+      { provisionDeviceKey: PROVISION_KEY, provisionDeviceSecret: PROVISION_SECRET, deviceName },
       { deadline: Date.now() + 10_000 },
     );
 }
@@ -194,8 +121,8 @@ async function emulatorProcess(): Promise<void> {
     profiles: [
       {
         name: 'tls-bench',
-        provisionDeviceKey: KEY,
-        provisionDeviceSecret: SECRET,
+        provisionDeviceKey: PROVISION_KEY,
+        provisionDeviceSecret: PROVISION_SECRET,
         strategy: 'allow-create',
       },
     ],

@@ -5,6 +5,7 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { fork } from 'node:child_process';
 import * as path from 'node:path';
+import * as mqttPacket from 'mqtt-packet';
 import type {
   EmulatedCredentials,
   EmulatedDevice,
@@ -331,6 +332,22 @@ export interface RawTcpServer {
   port: number;
   connections: number;
   close(): Promise<void>;
+}
+
+/**
+ * Speaks MQTT 3.1.1 on the server side of a socket: each packet the client sends goes to `onPacket`
+ * with a function that answers it.
+ */
+export function serveMqtt(
+  socket: net.Socket,
+  onPacket: (packet: mqttPacket.Packet, reply: (packet: mqttPacket.Packet) => void) => void,
+): void {
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  const reply = (packet: mqttPacket.Packet): void => {
+    if (!socket.destroyed) socket.write(mqttPacket.generate(packet, { protocolVersion: 4 }));
+  };
+  parser.on('packet', (packet) => onPacket(packet, reply));
+  socket.on('data', (chunk: Buffer) => parser.parse(chunk));
 }
 
 /** A raw TCP server on an ephemeral port of 127.0.0.1 (see serverSide for its clean-up). */

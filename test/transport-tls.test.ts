@@ -4,7 +4,6 @@ import * as assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import type * as net from 'node:net';
 import * as tls from 'node:tls';
-import * as mqttPacket from 'mqtt-packet';
 import { forgetTlsSessions, getTransport } from '../src/transports';
 import type { TlsOptions, TransportTarget } from '../src/transports';
 import {
@@ -13,6 +12,7 @@ import {
   deadlineIn,
   expectProvisionError,
   serverSide,
+  serveMqtt,
   emulatorForSuite,
   uniqueName,
   watchForLeaks,
@@ -219,11 +219,7 @@ describe('transports over TLS', function () {
         { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT, maxVersion },
         (socket) => {
           resumed.push(socket.isSessionReused());
-          const parser = mqttPacket.parser({ protocolVersion: 4 });
-          const reply = (packet: mqttPacket.Packet) => {
-            if (!socket.destroyed) socket.write(mqttPacket.generate(packet));
-          };
-          parser.on('packet', (packet) => {
+          serveMqtt(socket, (packet, reply) => {
             if (packet.cmd === 'connect')
               reply({ cmd: 'connack', returnCode: 0, sessionPresent: false });
             if (packet.cmd === 'publish') {
@@ -237,7 +233,6 @@ describe('transports over TLS', function () {
               });
             }
           });
-          socket.on('data', (chunk: Buffer) => parser.parse(chunk));
           socket.on('error', () => undefined);
         },
       );

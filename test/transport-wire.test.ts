@@ -19,6 +19,7 @@ import {
   expectProvisionError,
   rawTcpServer,
   rawUdpServer,
+  serveMqtt,
   serverSide,
   watchForLeaks,
 } from './transport-helpers';
@@ -36,17 +37,12 @@ type MqttHandler = (
 
 /** A raw MQTT 3.1.1 server: parses what the client sends and lets the test answer. */
 function rawMqttServer(onPacket: MqttHandler, seen: MqttPacket[] = []): Promise<RawTcpServer> {
-  return rawTcpServer((socket) => {
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
-    const reply = (packet: MqttPacket) => {
-      if (!socket.destroyed) socket.write(mqttPacket.generate(packet, { protocolVersion: 4 }));
-    };
-    parser.on('packet', (packet) => {
+  return rawTcpServer((socket) =>
+    serveMqtt(socket, (packet, reply) => {
       seen.push(packet);
       onPacket(packet, reply, socket);
-    });
-    socket.on('data', (chunk) => parser.parse(chunk));
-  });
+    }),
+  );
 }
 
 /** Answers like ThingsBoard: CONNACK 0, SUBACK, then PUBACK and the answer for the request. */
