@@ -334,13 +334,32 @@ export interface RawTcpServer {
   close(): Promise<void>;
 }
 
+type MqttReply = (packet: mqttPacket.Packet) => void;
+
+/** The least an MQTT provisioning server does: CONNACK 0, then the answer at QoS 0; no SUBACK, no PUBACK. */
+export function answerOnly(answer: string): (packet: mqttPacket.Packet, reply: MqttReply) => void {
+  return (packet, reply) => {
+    if (packet.cmd === 'connect') reply({ cmd: 'connack', returnCode: 0, sessionPresent: false });
+    if (packet.cmd === 'publish') {
+      reply({
+        cmd: 'publish',
+        topic: '/provision/response',
+        payload: answer,
+        qos: 0,
+        dup: false,
+        retain: false,
+      });
+    }
+  };
+}
+
 /**
  * Speaks MQTT 3.1.1 on the server side of a socket: each packet the client sends goes to `onPacket`
  * with a function that answers it.
  */
 export function serveMqtt(
   socket: net.Socket,
-  onPacket: (packet: mqttPacket.Packet, reply: (packet: mqttPacket.Packet) => void) => void,
+  onPacket: (packet: mqttPacket.Packet, reply: MqttReply) => void,
 ): void {
   const parser = mqttPacket.parser({ protocolVersion: 4 });
   const reply = (packet: mqttPacket.Packet): void => {

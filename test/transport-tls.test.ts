@@ -12,6 +12,7 @@ import {
   deadlineIn,
   expectProvisionError,
   serverSide,
+  answerOnly,
   serveMqtt,
   emulatorForSuite,
   uniqueName,
@@ -219,20 +220,7 @@ describe('transports over TLS', function () {
         { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT, maxVersion },
         (socket) => {
           resumed.push(socket.isSessionReused());
-          serveMqtt(socket, (packet, reply) => {
-            if (packet.cmd === 'connect')
-              reply({ cmd: 'connack', returnCode: 0, sessionPresent: false });
-            if (packet.cmd === 'publish') {
-              reply({
-                cmd: 'publish',
-                topic: '/provision/response',
-                payload: ANSWER,
-                qos: 0,
-                dup: false,
-                retain: false,
-              });
-            }
-          });
+          serveMqtt(socket, answerOnly(ANSWER));
           socket.on('error', () => undefined);
         },
       );

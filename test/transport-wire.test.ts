@@ -19,6 +19,7 @@ import {
   expectProvisionError,
   rawTcpServer,
   rawUdpServer,
+  answerOnly,
   serveMqtt,
   serverSide,
   watchForLeaks,
@@ -132,20 +133,7 @@ describe('transports on the wire (raw servers)', function () {
     });
 
     it('does not wait for SUBACK or PUBACK: an answer alone is enough', async function () {
-      const server = await rawMqttServer((packet, reply) => {
-        if (packet.cmd === 'connect')
-          reply({ cmd: 'connack', returnCode: 0, sessionPresent: false });
-        if (packet.cmd === 'publish') {
-          reply({
-            cmd: 'publish',
-            topic: '/provision/response',
-            payload: ANSWER,
-            qos: 0,
-            dup: false,
-            retain: false,
-          });
-        }
-      });
+      const server = await rawMqttServer(answerOnly(ANSWER));
       try {
         assert.equal((await provision(server)).status, 'SUCCESS');
       } finally {
