@@ -2,7 +2,7 @@
 
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import * as tls from 'node:tls';
+import { connect, createSecureContext } from 'node:tls';
 import type { ConnectionOptions, SecureContext, TLSSocket } from 'node:tls';
 import type { TlsOptions, TransportTarget } from './types';
 
@@ -33,6 +33,9 @@ export function tlsConnectOptions(host: string | undefined, tls: TlsOptions): Co
   return options;
 }
 
+/** The identity of each TLS configuration object seen: hashing its PEMs per connection costs. */
+const identities = new WeakMap<TlsOptions, string>();
+
 /** A digest naming a TLS configuration without keeping its secrets as a map key. */
 export function tlsIdentity(target: TransportTarget): string {
   const tls = target.tls;
@@ -56,9 +59,6 @@ export function tlsIdentity(target: TransportTarget): string {
   identities.set(tls, identity);
   return identity;
 }
-
-/** The identity of each TLS configuration object seen: hashing its PEMs per connection costs. */
-const identities = new WeakMap<TlsOptions, string>();
 
 /** What connections with one TLS configuration share. */
 interface TlsReuse {
@@ -91,7 +91,7 @@ function reuseFor(target: TransportTarget, options: TlsOptions): TlsReuse {
     const { ca, cert, key, passphrase } = tlsConnectOptions(target.host, options);
     // Throws for a bad key or passphrase; nothing is kept then.
     entry = {
-      context: tls.createSecureContext({ ca, cert, key, passphrase }),
+      context: createSecureContext({ ca, cert, key, passphrase }),
       sessions: new Map(),
     };
     reuse.set(identity, entry);
@@ -122,7 +122,7 @@ export function connectTls(target: TransportTarget, options: TlsOptions): TLSSoc
   if (servername !== undefined) connection.servername = servername;
   if (ALPNProtocols !== undefined) connection.ALPNProtocols = ALPNProtocols;
   if (offered !== undefined) connection.session = offered;
-  const socket = tls.connect(connection);
+  const socket = connect(connection);
   socket.on('session', (session: Buffer) => {
     entry.sessions.delete(peer);
     entry.sessions.set(peer, session);
