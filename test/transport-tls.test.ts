@@ -32,14 +32,16 @@ import {
 type TlsTransport = 'mqtt' | 'http';
 const TLS_TRANSPORTS: readonly TlsTransport[] = ['mqtt', 'http'];
 
-/** A TLS server that completes handshakes and then says nothing. */
+/** A TLS server that completes handshakes, then hands each socket to `onSecure` (or says nothing). */
 async function rawTlsServer(
   options: tls.TlsOptions,
+  onSecure: (socket: tls.TLSSocket) => void = () => undefined,
 ): Promise<{ port: number; peers: Buffer[]; close(): Promise<void> }> {
   const peers: Buffer[] = [];
   const server = tls.createServer(options, (socket) => {
     const peer = socket.getPeerCertificate();
     if (peer.raw !== undefined) peers.push(peer.raw);
+    onSecure(socket);
   });
   server.on('tlsClientError', () => undefined);
   const retire = serverSide(server);
@@ -210,13 +212,9 @@ describe('transports over TLS', function () {
       '{"credentialsValue":"tls-token","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}';
 
     /** Answers every request over MQTT and notes, per connection, whether a session resumed. */
-    async function resumingServer(maxVersion: tls.SecureVersion): Promise<{
-      port: number;
-      resumed: boolean[];
-      close(): Promise<void>;
-    }> {
+    async function resumingServer(maxVersion: tls.SecureVersion) {
       const resumed: boolean[] = [];
-      const server = tls.createServer(
+      const server = await rawTlsServer(
         { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT, maxVersion },
         (socket) => {
           resumed.push(socket.isSessionReused());
@@ -224,13 +222,7 @@ describe('transports over TLS', function () {
           socket.on('error', () => undefined);
         },
       );
-      const retire = serverSide(server);
-      await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
-      return {
-        port: (server.address() as net.AddressInfo).port,
-        resumed,
-        close: async () => retire(),
-      };
+      return { ...server, resumed };
     }
 
     for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
