@@ -39,22 +39,35 @@ async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '') as RowSpec;
   let stop = async (): Promise<void> => undefined;
   let provision: (deviceName: string) => Promise<unknown>;
+  let flushes: number[] | undefined;
   if (spec.kind === 'product') {
     const product = await productClient(spec);
     provision = product.provision;
     stop = product.stop;
   } else if (spec.flushed) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-bench-flushed-'));
+    flushes = [];
     provision = flushedToDisk(
       fastestRawClient(spec.transport, spec.emulator),
       path.join(dir, 'journal'),
+      flushes,
     );
     stop = async () => fs.promises.rm(dir, { recursive: true, force: true });
   } else {
     provision = rawClient(spec.transport, spec.emulator, spec.codec);
   }
   const profile = spec.cpuProfile ? profileInto(spec.cpuProfile) : undefined;
-  const result = await measure(spec, provision, profile);
+  const result = await measure(spec, provision, {
+    async start() {
+      // The warm-up's flushes are not part of the row.
+      flushes?.splice(0);
+      await profile?.start();
+    },
+    async stop() {
+      await profile?.stop();
+    },
+  });
+  if (flushes) result.flushes = flushes;
   await printResult(result);
   await stop();
 }

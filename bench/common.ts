@@ -63,6 +63,8 @@ export interface RowResult {
   peakRss: number;
   /** A failure text, when some devices failed. */
   firstError?: string;
+  /** Flushed rows: each append's time during the timed part, write submitted to data flushed, ms. */
+  flushes?: number[];
 }
 
 /** Results travel on stdout as one line with this prefix; everything else there is ignored. */

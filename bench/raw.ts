@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import type { IClientOptions } from 'mqtt';
 import { PROVISION_KEY, PROVISION_SECRET } from './common';
@@ -233,14 +234,49 @@ export function fastestRawClient(transport: Transport, emulator: EmulatorAddress
 const write = promisify(fs.write);
 const fdatasync = promisify(fs.fdatasync);
 
+/** Appends `data` to the file open as `fd` and flushes it, on Node's thread pool. */
+async function appendAndFlush(fd: number, data: Buffer): Promise<void> {
+  for (let offset = 0; offset < data.length;) {
+    offset += (await write(fd, data, offset, data.length - offset, null)).bytesWritten;
+  }
+  await fdatasync(fd);
+}
+
+/**
+ * The time of `count` appends of `bytes` each to a new file in `dir`, one after the other, in ms:
+ * the flush alone, measured while nothing else runs.
+ */
+export async function idleFlushes(dir: string, count: number, bytes: number): Promise<number[]> {
+  const file = path.join(dir, 'idle-journal');
+  const fd = fs.openSync(file, 'ax', 0o600);
+  const data = Buffer.alloc(bytes, 'x');
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const started = performance.now();
+      await appendAndFlush(fd, data);
+      times.push(performance.now() - started);
+    }
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file);
+  }
+  return times;
+}
+
 /**
  * The raw client plus the least that keeping credentials durably takes: each answer appended as a
  * line to one journal file and flushed (a write and an fdatasync on Node's thread pool) before the
  * device counts as done. Answers that arrive in the same event-loop turn share an append, and one
  * append runs at a time, as in the product's store; nothing else (no index, no snapshot). Its rate
- * against the raw row is what durability itself costs on this disk.
+ * against the raw row is what durability itself costs on this disk. Each append's time, from the
+ * write's submission to the fdatasync's completion, in ms, is pushed onto `flushes`.
  */
-export function flushedToDisk(provision: Provision, file: string): Provision {
+export function flushedToDisk(
+  provision: Provision,
+  file: string,
+  flushes: number[] = [],
+): Provision {
   const fd = fs.openSync(file, 'ax', 0o600);
   let pending: Array<{ line: string; done: () => void; failed: (err: Error) => void }> = [];
   let appending = false;
@@ -252,10 +288,9 @@ export function flushedToDisk(provision: Provision, file: string): Provision {
       pending = [];
       const data = Buffer.from(group.map((entry) => entry.line).join(''));
       try {
-        for (let offset = 0; offset < data.length;) {
-          offset += (await write(fd, data, offset, data.length - offset, null)).bytesWritten;
-        }
-        await fdatasync(fd);
+        const started = performance.now();
+        await appendAndFlush(fd, data);
+        flushes.push(performance.now() - started);
         for (const entry of group) entry.done();
       } catch (err) {
         for (const entry of group) entry.failed(err as Error);

@@ -4,12 +4,15 @@
  * bench/README.md for how to read the table.
  */
 
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { TRANSPORTS, median, percentile } from './common';
 import type { RowResult, RowSpec, Transport } from './common';
 import { runRow, startEmulator } from './processes';
 import type { EmulatorProcess } from './processes';
+import { idleFlushes } from './raw';
 import { findPython, runSeed } from './seed';
 import { REFERENCE, START_VARIANTS, nodeRedStartTimes, requireCost, variantLabel } from './startup';
 import type { StartTime } from './startup';
@@ -58,6 +61,8 @@ const SCALE = options.scale.split(',').map(Number);
 const STARTUP_REPETITIONS = Number(options['startup-repetitions']);
 const SKIP = new Set(options.skip.split(',').filter(Boolean));
 const SELECTED = options.transports.split(',') as Transport[];
+const PROFILE_DIR = options['cpu-profile'];
+if (PROFILE_DIR) fs.mkdirSync(PROFILE_DIR, { recursive: true });
 
 interface Summary {
   rate: number;
@@ -66,6 +71,8 @@ interface Summary {
   cpuPerDevice: number;
   peakRss: number;
   devices: number;
+  /** Flushed rows: each append's flush time, p50 and mean, ms. */
+  flush?: { p50: number; mean: number };
 }
 
 /** Devices that failed, by row, for a note under the table: a row with failures is suspect. */
@@ -83,11 +90,18 @@ function summarize(result: RowResult, row: string): Summary {
     cpuPerDevice: result.cpuMicros / result.devices,
     peakRss: result.peakRss,
     devices: result.devices,
+    flush: result.flushes && flushTimes(result.flushes),
   };
+}
+
+function flushTimes(times: readonly number[]): Summary['flush'] {
+  if (times.length === 0) return undefined;
+  return { p50: median(times), mean: times.reduce((a, b) => a + b, 0) / times.length };
 }
 
 /** Medians over rounds (peak RSS: the highest). */
 function combine(rows: Summary[]): Summary {
+  const flushes = rows.flatMap((r) => (r.flush ? [r.flush] : []));
   return {
     rate: median(rows.map((r) => r.rate)),
     p50: median(rows.map((r) => r.p50)),
@@ -95,6 +109,13 @@ function combine(rows: Summary[]): Summary {
     cpuPerDevice: median(rows.map((r) => r.cpuPerDevice)),
     peakRss: Math.max(...rows.map((r) => r.peakRss)),
     devices: rows[0].devices,
+    flush:
+      flushes.length === 0
+        ? undefined
+        : {
+            p50: median(flushes.map((f) => f.p50)),
+            mean: median(flushes.map((f) => f.mean)),
+          },
   };
 }
 
@@ -116,8 +137,8 @@ function spec(
     prefix: `bench-${kind}-${transport}-${++uniquePrefix}`,
     emulator,
   };
-  if (options['cpu-profile'] && kind === 'product') {
-    row.cpuProfile = `${options['cpu-profile']}/product-${transport}-${uniquePrefix}.cpuprofile`;
+  if (PROFILE_DIR && kind === 'product') {
+    row.cpuProfile = path.join(PROFILE_DIR, `product-${transport}-${uniquePrefix}.cpuprofile`);
   }
   return row;
 }
@@ -180,9 +201,20 @@ async function warmEmulator(
   }
 }
 
-async function compare(): Promise<Comparison[]> {
+/** The flushed rows' append, timed while nothing else runs: what a flush costs on an idle machine. */
+async function idleFlush(): Promise<Summary['flush']> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-bench-idle-'));
+  try {
+    return flushTimes(await idleFlushes(dir, 200, 1024));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['flush'] }> {
   const rows = new Map<Transport, Record<Kind, Summary[]>>();
   for (const transport of SELECTED) rows.set(transport, noRows());
+  const idle = await idleFlush();
   const emulator = await startEmulator();
   try {
     await warmEmulator(emulator);
@@ -215,7 +247,7 @@ async function compare(): Promise<Comparison[]> {
   } finally {
     await emulator.stop();
   }
-  return SELECTED.map((transport) => {
+  const comparisons = SELECTED.map((transport) => {
     const { raw, codec, inFlow, flushed, product, volatile, burst } =
       rows.get(transport) ?? noRows();
     const versus = (rowsOf: Summary[]): Versus => ({
@@ -236,6 +268,7 @@ async function compare(): Promise<Comparison[]> {
       burst: versus(burst),
     };
   });
+  return { comparisons, idle };
 }
 
 interface ScaleResult {
@@ -336,11 +369,20 @@ async function main(): Promise<void> {
     'of raw flushed',
   ];
   const rows: string[][] = [];
+  let flushNote: string | undefined;
   if (!SKIP.has('compare')) {
     log('Comparing product and raw clients...');
     const versusCell = (v: Versus): string =>
       `${fmt(v.ratio, 2)} (p50 ${v.p50Overhead >= 0 ? '+' : ''}${fmt(v.p50Overhead, 2)} ms)`;
-    for (const c of await compare()) {
+    const { comparisons, idle } = await compare();
+    const flushText = (flush: Summary['flush']): string =>
+      flush ? `p50 ${fmt(flush.p50, 2)} / mean ${fmt(flush.mean, 2)} ms` : '-';
+    const flushed = comparisons.map((c) => `${c.transport} ${flushText(c.flushed.summary.flush)}`);
+    flushNote =
+      'Flushes (a write and an fdatasync on the thread pool, submitted to done) in the rows with ' +
+      `answers flushed to disk: ${flushed.join('; ')}; the same on the idle machine, before the ` +
+      `emulator starts: ${flushText(idle)}.`;
+    for (const c of comparisons) {
       // For MQTT the in-flow and flushed rows build on the codec, the fastest raw client.
       const floor = c.codec ? 'raw codec' : 'raw library';
       rows.push([...summaryCells(c.transport, 'raw library', c.raw), '', '', '']);
@@ -411,6 +453,7 @@ async function main(): Promise<void> {
     }
   }
   if (rows.length > 0) out.push(table(header, rows));
+  if (flushNote) out.push(flushNote);
   if (seedNote) out.push(seedNote);
   for (const note of failureNotes) out.push(`FAILURES in ${note}`);
 
