@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { IClientOptions } from 'mqtt';
@@ -243,12 +244,12 @@ async function appendAndFlush(fd: number, data: Buffer): Promise<void> {
 }
 
 /**
- * The time of `count` appends of `bytes` each to a new file in `dir`, one after the other, in ms:
- * the flush alone, measured while nothing else runs.
+ * The time of `count` appends of `bytes` each to a new file in the temporary folder, one after the
+ * other, in ms: the flush alone, measured while nothing else runs.
  */
-export async function idleFlushes(dir: string, count: number, bytes: number): Promise<number[]> {
-  const file = path.join(dir, 'idle-journal');
-  const fd = fs.openSync(file, 'ax', 0o600);
+export async function idleFlushes(count: number, bytes: number): Promise<number[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-bench-idle-'));
+  const fd = fs.openSync(path.join(dir, 'journal'), 'ax', 0o600);
   const data = Buffer.alloc(bytes, 'x');
   const times: number[] = [];
   try {
@@ -259,7 +260,7 @@ export async function idleFlushes(dir: string, count: number, bytes: number): Pr
     }
   } finally {
     fs.closeSync(fd);
-    fs.rmSync(file);
+    fs.rmSync(dir, { recursive: true, force: true });
   }
   return times;
 }

@@ -201,20 +201,11 @@ async function warmEmulator(
   }
 }
 
-/** The flushed rows' append, timed while nothing else runs: what a flush costs on an idle machine. */
-async function idleFlush(): Promise<Summary['flush']> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-bench-idle-'));
-  try {
-    return flushTimes(await idleFlushes(dir, 200, 1024));
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['flush'] }> {
   const rows = new Map<Transport, Record<Kind, Summary[]>>();
   for (const transport of SELECTED) rows.set(transport, noRows());
-  const idle = await idleFlush();
+  // Before anything else runs: what the same flush costs on the idle machine.
+  const idle = flushTimes(await idleFlushes(200, 1024));
   const emulator = await startEmulator();
   try {
     await warmEmulator(emulator);
