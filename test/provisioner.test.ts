@@ -737,6 +737,39 @@ describe('provisioner', () => {
       );
     });
 
+    it('keeps a queued request while another job still waits for it, and drops it when none does', async () => {
+      const release = deferred<undefined>();
+      const transport = fakeTransport(async (request) => {
+        if (request.deviceName === 'running') await release.promise;
+        return token(`token-${request.deviceName}`);
+      });
+      const provisioner = make(transport, { concurrency: 1 });
+      const running = provisioner.provision(job({ deviceName: 'running' }));
+      const leaving = new AbortController();
+      const staying = new AbortController();
+      const first = provisioner.provision(job({ deviceName: 'shared', signal: leaving.signal }));
+      const second = provisioner.provision(job({ deviceName: 'shared', signal: staying.signal }));
+      const alone = new AbortController();
+      const dropped = provisioner.provision(job({ deviceName: 'dropped', signal: alone.signal }));
+      await tick();
+      assert.equal(provisioner.queued, 2);
+
+      leaving.abort();
+      await assert.rejects(first, ProvisionCancelledError);
+      assert.equal(provisioner.queued, 2, 'the second job still waits for the shared request');
+      alone.abort();
+      await assert.rejects(dropped, ProvisionCancelledError);
+      assert.equal(provisioner.queued, 1, 'nobody waits for the dropped request any more');
+
+      release.resolve(undefined);
+      assert.equal((await running).answer.credentialsValue, 'token-running');
+      assert.equal((await second).answer.credentialsValue, 'token-shared');
+      assert.deepEqual(
+        transport.calls.map((c) => c.request.deviceName),
+        ['running', 'shared'],
+      );
+    });
+
     it('stops the backoff wait at once', async () => {
       const transport = fakeTransport(async () => {
         throw transient();

@@ -154,11 +154,11 @@ interface Flight {
   /** Some participant wants the answer stored (read when the answer is in). */
   persist: boolean;
   promise: Promise<FlightOutcome>;
-}
-
-interface QueuedFlight {
-  grant(): void;
-  cancel(): void;
+  /**
+   * While the flight waits for a slot: how to settle its promise. It holds nothing else meanwhile
+   * (the exchange's code starts only in a slot), so a long queue stays small.
+   */
+  queued?: { resolve(outcome: Promise<FlightOutcome>): void; reject(err: Error): void };
 }
 
 function invalidJob(message: string): ProvisionError {
@@ -263,7 +263,7 @@ export class Provisioner {
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 
   private inFlightCount = 0;
-  private readonly waiting = new Fifo<QueuedFlight>();
+  private readonly waiting = new Fifo<Flight>();
   private readonly flights = new Map<string, Flight>();
   /** Every job and flight promise not yet settled, for close(). */
   private readonly active = new Set<Promise<unknown>>();
@@ -317,7 +317,9 @@ export class Provisioner {
   async close(): Promise<void> {
     this.closing.abort();
     for (const leave of [...this.leaveOnClose]) leave();
-    for (const entry of this.waiting.takeAll()) entry.cancel();
+    for (const flight of this.waiting.takeAll()) {
+      flight.queued?.reject(new ProvisionCancelledError());
+    }
     this.report();
     for (const flight of this.flights.values()) flight.controller?.abort();
     this.flights.clear();
@@ -456,16 +458,18 @@ export class Provisioner {
       waiting: 0,
       persist: prepared.job.persist,
       promise: undefined as unknown as Promise<FlightOutcome>,
+      queued: undefined,
     };
-    flight.promise = this.fly(flight);
-    // Participants handle the outcome; a flight nobody waits for any more must not be unhandled.
-    flight.promise.catch(() => undefined);
+    const promise = this.takeSlot(flight);
+    flight.promise = promise;
     this.flights.set(key, flight);
-    this.track(flight.promise);
-    const forget = (): void => {
+    this.active.add(promise);
+    // Participants handle the outcome; this also keeps a flight nobody waits for from going unhandled.
+    const settled = (): void => {
+      this.active.delete(promise);
       if (this.flights.get(key) === flight) this.flights.delete(key);
     };
-    flight.promise.then(forget, forget);
+    promise.then(settled, settled);
     return flight;
   }
 
@@ -488,6 +492,7 @@ export class Provisioner {
         if (!leave()) return;
         if (--flight.participants === 0) {
           if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
+          this.unqueue(flight);
           flight.controller?.abort();
         }
         reject(new ProvisionCancelledError());
@@ -530,7 +535,6 @@ export class Provisioner {
     let credentials = prepared.supplied;
     let generated: GeneratedMaterial | undefined;
     let outcome: { answer: ProvisionAnswer; recovered: boolean };
-    await this.acquire(signal);
     try {
       if (!credentials && prepared.mode !== 'server') {
         // Made once per job: every retry sends the same, so a lost answer can be checked.
@@ -703,36 +707,28 @@ export class Provisioner {
     return this.verifyOverride ?? verifyDeviceCredentials;
   }
 
-  /** Takes a slot, or waits for one in FIFO order. */
-  private acquire(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(new ProvisionCancelledError());
+  /** Flies `flight` in a free slot, or queues it for the next one in FIFO order. */
+  private takeSlot(flight: Flight): Promise<FlightOutcome> {
+    if (flight.signal.aborted) return Promise.reject(new ProvisionCancelledError());
     if (this.inFlightCount < this.concurrency && this.waiting.length === 0) {
       this.inFlightCount++;
       this.report();
-      return Promise.resolve();
+      return this.fly(flight);
     }
-    return new Promise<void>((resolve, reject) => {
-      // close() empties the queue itself: no listener per queued flight on its shared signal.
-      const own = signal !== this.closing.signal;
-      const entry: QueuedFlight = {
-        grant: () => {
-          if (own) signal.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        cancel: () => {
-          if (own) signal.removeEventListener('abort', onAbort);
-          reject(new ProvisionCancelledError());
-        },
-      };
-      const onAbort = (): void => {
-        this.waiting.remove(entry);
-        this.report();
-        entry.cancel();
-      };
-      if (own) signal.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(entry);
+    return new Promise<FlightOutcome>((resolve, reject) => {
+      flight.queued = { resolve, reject };
+      this.waiting.push(flight);
       this.report();
     });
+  }
+
+  /** A queued flight nobody waits for any more leaves the queue, cancelled. */
+  private unqueue(flight: Flight): void {
+    const queued = flight.queued;
+    if (!queued || !this.waiting.remove(flight)) return;
+    flight.queued = undefined;
+    this.report();
+    queued.reject(new ProvisionCancelledError());
   }
 
   private releaseSlot(): void {
@@ -742,9 +738,13 @@ export class Provisioner {
   }
 
   private pump(): void {
-    while (this.inFlightCount < this.concurrency && this.waiting.length > 0) {
+    while (this.inFlightCount < this.concurrency) {
+      const flight = this.waiting.shift();
+      if (!flight) break;
       this.inFlightCount++;
-      this.waiting.shift()?.grant();
+      const queued = flight.queued;
+      flight.queued = undefined;
+      queued?.resolve(this.fly(flight));
     }
     this.report();
   }
