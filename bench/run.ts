@@ -191,14 +191,9 @@ function noRows(): Record<Kind, Summary[]> {
   return { raw: [], codec: [], inFlow: [], flushed: [], product: [], volatile: [], burst: [] };
 }
 
-/** The emulator's own JIT warm-up: enough exchanges on every transport before anything is timed. */
-async function warmEmulator(
-  emulator: EmulatorProcess,
-  transports: readonly Transport[] = SELECTED,
-): Promise<void> {
-  for (const transport of transports) {
-    await runRow({ ...spec('raw', transport, 1, emulator.address), warmup: EMULATOR_WARMUP });
-  }
+/** The emulator's own JIT warm-up: enough exchanges on the transport before anything is timed. */
+async function warmEmulator(emulator: EmulatorProcess, transport: Transport): Promise<void> {
+  await runRow({ ...spec('raw', transport, 1, emulator.address), warmup: EMULATOR_WARMUP });
 }
 
 async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['flush'] }> {
@@ -206,11 +201,14 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
   for (const transport of SELECTED) rows.set(transport, noRows());
   // Before anything else runs: what the same flush costs on the idle machine.
   const idle = flushTimes(await idleFlushes(200, 1024));
-  const emulator = await startEmulator();
-  try {
-    await warmEmulator(emulator);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const transport of SELECTED) {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const transport of SELECTED) {
+      // A fresh emulator for each transport's rows in each round: it keeps every device and
+      // request it served, and after a few hundred thousand its own garbage collection would slow
+      // the later rounds down (and drop CoAP datagrams).
+      const emulator = await startEmulator();
+      try {
+        await warmEmulator(emulator, transport);
         // Rotated each round, so no kind always runs first or right after the same one.
         const kinds = kindsFor(transport);
         const order = kinds.map((_, k) => kinds[(k + round) % kinds.length]);
@@ -233,10 +231,10 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
               `p50 ${summary.p50.toFixed(2)} ms, ${summary.cpuPerDevice.toFixed(0)} us CPU/device`,
           );
         }
+      } finally {
+        await emulator.stop();
       }
     }
-  } finally {
-    await emulator.stop();
   }
   const comparisons = SELECTED.map((transport) => {
     const { raw, codec, inFlow, flushed, product, volatile, burst } =
@@ -276,7 +274,7 @@ async function scale(): Promise<ScaleResult[]> {
   for (const transport of SELECTED) {
     const emulator = await startEmulator();
     try {
-      await warmEmulator(emulator, [transport]);
+      await warmEmulator(emulator, transport);
       const smallRuns: Summary[] = [];
       const largeRuns: Summary[] = [];
       for (let round = 0; round < 3; round++) {
