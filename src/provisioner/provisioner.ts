@@ -528,6 +528,10 @@ export class Provisioner {
     });
   }
 
+  /**
+   * The flight's exchange, in the slot takeSlot() gave it: the slot is freed when the exchange
+   * ends, before the answer is stored.
+   */
   private async fly(flight: Flight): Promise<FlightOutcome> {
     const { prepared } = flight;
     const { job } = prepared;
