@@ -28,14 +28,14 @@ function runFresh(script: string): Promise<unknown> {
 
 const LOADED = `
   const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap)[\\\\/]/.exec(file)?.[1])
+    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap|undici)[\\\\/]/.exec(file)?.[1])
     .filter(Boolean))].sort();
 `;
 
 describe('start-up of the package', function () {
   this.timeout(40_000);
 
-  it('requiring the built node module and registering its types loads no MQTT or CoAP library', async function () {
+  it('requiring the built node module and registering its types loads no MQTT, HTTP or CoAP library', async function () {
     const result = await runFresh(`
       ${LOADED}
       const types = [];
@@ -93,9 +93,9 @@ describe('start-up of the package', function () {
     `);
     assert.deepEqual(steps, [
       { after: 'deploy', loaded: [] },
-      { after: 'http', loaded: [] },
-      { after: 'mqtt', loaded: ['mqtt-packet'] },
-      { after: 'coap', loaded: ['coap', 'mqtt-packet'] },
+      { after: 'http', loaded: ['undici'] },
+      { after: 'mqtt', loaded: ['mqtt-packet', 'undici'] },
+      { after: 'coap', loaded: ['coap', 'mqtt-packet', 'undici'] },
     ]);
   });
 });

@@ -23,14 +23,14 @@ function runFresh(script: string): Promise<unknown> {
 
 const LOADED_PACKAGES = `
   const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap)[\\\\/]/.exec(file)?.[1])
+    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap|undici)[\\\\/]/.exec(file)?.[1])
     .filter(Boolean))].sort();
 `;
 
 describe('transports: lazy loading', function () {
   this.timeout(30_000);
 
-  it('requiring src/transports loads no MQTT or CoAP library', async function () {
+  it('requiring src/transports loads no MQTT, HTTP or CoAP library', async function () {
     const loaded = await runFresh(`
       ${LOADED_PACKAGES}
       const transports = require('./src/transports');
@@ -61,6 +61,10 @@ describe('transports: lazy loading', function () {
       });
     `);
     // The MQTT transport speaks the protocol with mqtt-packet alone: the mqtt client never loads.
-    assert.deepEqual(steps, [[], ['mqtt-packet'], ['coap', 'mqtt-packet']]);
+    assert.deepEqual(steps, [
+      ['undici'],
+      ['mqtt-packet', 'undici'],
+      ['coap', 'mqtt-packet', 'undici'],
+    ]);
   });
 });

@@ -3,8 +3,9 @@
 import * as assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import type * as net from 'node:net';
+import * as https from 'node:https';
 import * as tls from 'node:tls';
-import { forgetTlsSessions, getTransport } from '../src/transports';
+import { closeHttpAgents, forgetTlsSessions, getTransport } from '../src/transports';
 import type { TlsOptions, TransportTarget } from '../src/transports';
 import {
   HOST,
@@ -275,6 +276,46 @@ describe('transports over TLS', function () {
         await server.close();
       }
     });
+  });
+
+  describe('https: connections after the first', function () {
+    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+      it(`a new connection resumes the TLS session the server gave (${maxVersion})`, async function () {
+        const resumed: boolean[] = [];
+        const server = https.createServer(
+          { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT, maxVersion },
+          (_req, res) => {
+            res.end(
+              '{"credentialsValue":"tls-token","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}',
+            );
+          },
+        );
+        server.on('secureConnection', (socket: tls.TLSSocket) => {
+          resumed.push(socket.isSessionReused());
+        });
+        const retire = serverSide(server);
+        await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+        const port = (server.address() as net.AddressInfo).port;
+        const provision = () =>
+          getTransport('http')(
+            { host: HOST, port, tls: { ca: TEST_CA_CERT } },
+            allowRequest(uniqueName('resume')),
+            { deadline: deadlineIn(3000) },
+          );
+        try {
+          await provision();
+          // Closing the pool closes its connection: the next request opens a new one.
+          closeHttpAgents();
+          await provision();
+          closeHttpAgents();
+          forgetTlsSessions();
+          await provision();
+          assert.deepEqual(resumed, [false, true, false]);
+        } finally {
+          await retire();
+        }
+      });
+    }
   });
 
   it('HTTPS pools are kept apart per TLS configuration', async function () {

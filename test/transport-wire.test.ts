@@ -348,13 +348,16 @@ describe('transports on the wire (raw servers)', function () {
       }
     });
 
-    it('keeps one connection alive across requests until closeHttpAgents()', async function () {
+    it('keeps its connections alive across requests until closeHttpAgents()', async function () {
       const server = await rawHttpServer((_req, res) => res.end(ANSWER));
       try {
+        // undici's pool may open a second connection while the first ends its first exchange.
         await provision(server.port);
         await provision(server.port);
-        await provision(server.port);
-        assert.equal(server.connections, 1);
+        const opened = server.connections;
+        assert.ok(opened <= 2, `${opened} connections for two requests`);
+        for (let i = 0; i < 5; i++) await provision(server.port);
+        assert.equal(server.connections, opened);
       } finally {
         await server.close();
       }

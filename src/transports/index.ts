@@ -1,6 +1,6 @@
 /**
  * The three provisioning transports behind one signature. Each implementation, and the
- * mqtt-packet and coap packages under it, is loaded on first use.
+ * mqtt-packet, undici and coap packages under it, is loaded on first use.
  */
 
 import { unknownTransport } from './device-api';
@@ -46,9 +46,11 @@ export function closeHttpAgents(): void {
   loadedHttpModule()?.closeHttpAgents();
 }
 
-/** Forgets the TLS material and sessions kept for MQTT over TLS; the node calls it on close. */
+/** Forgets the TLS material and sessions kept for MQTTS and HTTPS; the node calls it on close. */
 export function forgetTlsSessions(): void {
-  loadedMqttModule()?.forgetTlsSessions();
+  // Kept in tls-options, which only the MQTT and HTTP modules load: never loaded for this.
+  if (loadedMqttModule() === undefined && loadedHttpModule() === undefined) return;
+  (require('./tls-options') as typeof import('./tls-options')).forgetTlsSessions();
 }
 
 /** Closes the idle CoAP sockets kept for the next exchange; the node calls it on close. */

@@ -1,4 +1,7 @@
-/** Loads each transport module on first use, so that loading the transports loads neither mqtt-packet nor coap. */
+/**
+ * Loads each transport module on first use, so that loading the transports loads none of
+ * mqtt-packet, undici and coap.
+ */
 
 type MqttModule = typeof import('./mqtt');
 type HttpModule = typeof import('./http');

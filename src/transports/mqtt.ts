@@ -27,7 +27,6 @@ import {
 import type { Endpoint, ExchangeControl } from './exchange';
 import { connectTls } from './tls-options';
 
-export { forgetTlsSessions } from './tls-options';
 import type { Transport, TransportOptions, TransportTarget } from './types';
 
 export const PROVISION_REQUEST_TOPIC = '/provision/request';

@@ -11,12 +11,9 @@ function material(value: string | Buffer | undefined): string | Buffer | undefin
   return value.length === 0 ? undefined : value;
 }
 
-/**
- * Connection options for tls.connect / https.Agent; the server certificate is verified by default.
- * Without `host` (a shared agent), SNI is left to the agent unless the configuration names it.
- */
-export function tlsConnectOptions(host: string | undefined, tls: TlsOptions): ConnectionOptions {
-  const servername = tls.servername || (host === undefined || isIP(host) ? undefined : host);
+/** Connection options for tls.connect; the server certificate is verified by default. */
+export function tlsConnectOptions(host: string, tls: TlsOptions): ConnectionOptions {
+  const servername = tls.servername || (isIP(host) ? undefined : host);
   const options: ConnectionOptions = {
     rejectUnauthorized: tls.rejectUnauthorized ?? true,
   };
@@ -101,10 +98,11 @@ function reuseFor(target: TransportTarget, options: TlsOptions): TlsReuse {
 }
 
 /**
- * Opens a TLS connection for one exchange. Connections with the same TLS configuration share its
- * parsed material, and offer the session the same server gave last, so that a device after the
- * first needs neither the PEMs parsed again nor, where the server resumes sessions, a full
- * handshake: on this machine an MQTT-over-TLS exchange cost about 3.5 ms of CPU without either.
+ * Opens a TLS connection: an MQTT exchange's, or one of an HTTPS pool's. Connections with the
+ * same TLS configuration share its parsed material, and offer the session the same server gave
+ * last, so that a device after the first needs neither the PEMs parsed again nor, where the
+ * server resumes sessions, a full handshake: on this machine an MQTT-over-TLS exchange cost
+ * about 3.5 ms of CPU without either.
  * A resumed session still carries the server's certificate and the result of its verification,
  * which Node checks again, host name included; a server that does not resume gets a full handshake.
  */
