@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     );
     stop = async () => fs.promises.rm(dir, { recursive: true, force: true });
   } else {
-    provision = rawClient(spec.transport, spec.emulator, spec.codec);
+    provision = rawClient(spec.transport, spec.emulator, spec.floor);
   }
   const profile = spec.cpuProfile ? profileInto(spec.cpuProfile) : undefined;
   const result = await measure(spec, provision, {

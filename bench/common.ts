@@ -45,8 +45,11 @@ export interface RowSpec {
    * device is done.
    */
   flushed?: boolean;
-  /** Raw MQTT only: mqtt-packet on a bare socket instead of the mqtt.js client. */
-  codec?: boolean;
+  /**
+   * Raw MQTT and HTTP only: the layer the product speaks through, used directly, instead of the
+   * client library (mqtt-packet on a bare socket for MQTT, undici's pool for HTTP).
+   */
+  floor?: boolean;
   /** Write a CPU profile of the timed part here (product and raw alike). */
   cpuProfile?: string;
 }

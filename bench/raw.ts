@@ -199,18 +199,47 @@ function coapRaw(emulator: EmulatorAddress): Provision {
 }
 
 /**
- * The raw client for a transport (the bench process exits when done: nothing to close); `codec`
- * picks mqtt-packet on a bare socket over the mqtt.js client.
+ * undici's pool with the dispatcher interface, the way the product's HTTP transport uses it: no
+ * ClientRequest or IncomingMessage stream per request.
+ */
+function undiciRaw(emulator: EmulatorAddress): Provision {
+  const { Pool } = require('undici') as typeof import('undici');
+  const pool = new Pool(`http://${emulator.host}:${emulator.ports.http}`);
+  const headers = { 'content-type': 'application/json' };
+  return (deviceName) =>
+    new Promise<string>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      pool.dispatch(
+        { path: '/api/v1/provision', method: 'POST', headers, body: requestBody(deviceName) },
+        {
+          onRequestStart: () => undefined,
+          onResponseData: (_controller, chunk) => chunks.push(chunk),
+          onResponseEnd: () => {
+            try {
+              resolve(checkAnswer(Buffer.concat(chunks).toString('utf8')));
+            } catch (err) {
+              reject(err as Error);
+            }
+          },
+          onResponseError: (_controller, err) => reject(err),
+        },
+      );
+    });
+}
+
+/**
+ * The raw client for a transport (the bench process exits when done: nothing to close); `floor`
+ * picks, over the client library, the layer the product speaks through: mqtt-packet on a bare
+ * socket for MQTT, undici's pool for HTTP (CoAP has none: the product uses the coap package).
  */
 export function rawClient(
   transport: Transport,
   emulator: EmulatorAddress,
-  codec = false,
+  floor = false,
 ): Provision {
   switch (transport) {
     case 'mqtt':
-      // The codec row: how the product's MQTT transport speaks, the floor under it.
-      return codec
+      return floor
         ? (deviceName) =>
             codecExchange(
               net.connect({ host: emulator.host, port: emulator.ports.mqtt }),
@@ -218,18 +247,23 @@ export function rawClient(
             )
         : mqttJsClient({ host: emulator.host, port: emulator.ports.mqtt });
     case 'http':
-      return httpRaw(emulator);
+      return floor ? undiciRaw(emulator) : httpRaw(emulator);
     case 'coap':
       return coapRaw(emulator);
   }
 }
 
+/** Transports whose product speaks through a lower layer than their client library. */
+export function hasFloor(transport: Transport): boolean {
+  return transport !== 'coap';
+}
+
 /**
- * The fastest raw client for a transport, which the in-flow and flushed rows build on: for MQTT the
- * codec on a bare socket, the way the product speaks; the library elsewhere.
+ * The fastest raw client for a transport, which the in-flow and flushed rows build on: the layer
+ * the product speaks through (mqtt-packet, undici), and for CoAP the library.
  */
 export function fastestRawClient(transport: Transport, emulator: EmulatorAddress): Provision {
-  return rawClient(transport, emulator, transport === 'mqtt');
+  return rawClient(transport, emulator, hasFloor(transport));
 }
 
 const write = promisify(fs.write);

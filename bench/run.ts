@@ -12,7 +12,7 @@ import { TRANSPORTS, median, percentile } from './common';
 import type { RowResult, RowSpec, Transport } from './common';
 import { runRow, startEmulator } from './processes';
 import type { EmulatorProcess } from './processes';
-import { idleFlushes } from './raw';
+import { hasFloor, idleFlushes } from './raw';
 import { findPython, runSeed } from './seed';
 import { REFERENCE, START_VARIANTS, nodeRedStartTimes, requireCost, variantLabel } from './startup';
 import type { StartTime } from './startup';
@@ -158,8 +158,8 @@ interface Versus {
 interface Comparison {
   transport: Transport;
   raw: Summary;
-  /** MQTT only: mqtt-packet on a bare socket, the codec the product speaks with, no client. */
-  codec?: Versus;
+  /** MQTT and HTTP: the layer the product speaks through, used directly (see rawClient). */
+  floor?: Versus;
   /** The fastest raw client as the only work of a node in the same flow: what any node can reach. */
   inFlow: Versus;
   /** The fastest raw client with each answer appended and flushed to disk: what durability costs. */
@@ -172,10 +172,10 @@ interface Comparison {
   burst: Versus;
 }
 
-type Kind = 'raw' | 'codec' | 'inFlow' | 'flushed' | 'product' | 'volatile' | 'burst';
+type Kind = 'raw' | 'floor' | 'inFlow' | 'flushed' | 'product' | 'volatile' | 'burst';
 const KINDS: readonly Kind[] = [
   'raw',
-  'codec',
+  'floor',
   'inFlow',
   'flushed',
   'product',
@@ -184,11 +184,18 @@ const KINDS: readonly Kind[] = [
 ];
 
 function kindsFor(transport: Transport): readonly Kind[] {
-  return transport === 'mqtt' ? KINDS : KINDS.filter((kind) => kind !== 'codec');
+  return hasFloor(transport) ? KINDS : KINDS.filter((kind) => kind !== 'floor');
 }
 
+/** How the floor rows are named, and the rows built on them. */
+const FLOOR_ROWS: Partial<Record<Transport, string>> = {
+  mqtt: 'raw codec (mqtt-packet), no client',
+  http: 'raw undici, no http.request',
+};
+const FLOOR_LABELS: Partial<Record<Transport, string>> = { mqtt: 'raw codec', http: 'raw undici' };
+
 function noRows(): Record<Kind, Summary[]> {
-  return { raw: [], codec: [], inFlow: [], flushed: [], product: [], volatile: [], burst: [] };
+  return { raw: [], floor: [], inFlow: [], flushed: [], product: [], volatile: [], burst: [] };
 }
 
 /** The emulator's own JIT warm-up: enough exchanges on the transport before anything is timed. */
@@ -214,13 +221,13 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
         const order = kinds.map((_, k) => kinds[(k + round) % kinds.length]);
         for (const kind of order) {
           const row = spec(
-            kind === 'raw' || kind === 'codec' || kind === 'flushed' ? 'raw' : 'product',
+            kind === 'raw' || kind === 'floor' || kind === 'flushed' ? 'raw' : 'product',
             transport,
             DEVICES,
             emulator.address,
           );
           if (kind === 'inFlow') row.rawInFlow = true;
-          if (kind === 'codec') row.codec = true;
+          if (kind === 'floor') row.floor = true;
           if (kind === 'flushed') row.flushed = true;
           if (kind === 'volatile') row.persist = false;
           if (kind === 'burst') row.burst = true;
@@ -237,7 +244,7 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
     }
   }
   const comparisons = SELECTED.map((transport) => {
-    const { raw, codec, inFlow, flushed, product, volatile, burst } =
+    const { raw, floor, inFlow, flushed, product, volatile, burst } =
       rows.get(transport) ?? noRows();
     const versus = (rowsOf: Summary[]): Versus => ({
       summary: combine(rowsOf),
@@ -249,7 +256,7 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
     return {
       transport,
       raw: combine(raw),
-      codec: codec.length > 0 ? versus(codec) : undefined,
+      floor: floor.length > 0 ? versus(floor) : undefined,
       inFlow: versus(inFlow),
       flushed: versus(flushed),
       product: versus(product),
@@ -372,13 +379,13 @@ async function main(): Promise<void> {
       `answers flushed to disk: ${flushed.join('; ')}; the same on the idle machine, before the ` +
       `emulator starts: ${flushText(idle)}.`;
     for (const c of comparisons) {
-      // For MQTT the in-flow and flushed rows build on the codec, the fastest raw client.
-      const floor = c.codec ? 'raw codec' : 'raw library';
+      // For MQTT and HTTP the in-flow and flushed rows build on the floor, the fastest raw client.
+      const floor = FLOOR_LABELS[c.transport] ?? 'raw library';
       rows.push([...summaryCells(c.transport, 'raw library', c.raw), '', '', '']);
-      if (c.codec) {
+      if (c.floor) {
         rows.push([
-          ...summaryCells(c.transport, 'raw codec (mqtt-packet), no client', c.codec.summary),
-          versusCell(c.codec),
+          ...summaryCells(c.transport, FLOOR_ROWS[c.transport] ?? floor, c.floor.summary),
+          versusCell(c.floor),
           '',
           '',
         ]);
@@ -520,11 +527,13 @@ async function main(): Promise<void> {
         1,
       ),
     );
-    const heavy = cost.packages.filter((p) => p.startsWith('mqtt') || p === 'coap');
+    const heavy = cost.packages.filter(
+      (p) => p.startsWith('mqtt') || p === 'coap' || p === 'undici',
+    );
     out.push(
       `Packages loaded by require + register: ${cost.packages.join(', ') || 'none'}; ` +
         (heavy.length === 0
-          ? 'no MQTT or CoAP library is loaded until a node first uses it.'
+          ? 'no MQTT, HTTP or CoAP library is loaded until a node first uses it.'
           : `NOT LAZY: ${heavy.join(', ')} loaded at require time.`),
     );
   }

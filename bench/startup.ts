@@ -3,7 +3,8 @@
  *   - Node-RED start (spawn to "Started flows") without the package, with it installed, and with
  *     it installed and a flow using both nodes — interleaved repetitions, medians compared;
  *   - requiring the built node module and registering its two types in a fresh process, and which
- *     of mqtt / coap that loaded (neither should be: they load when a node first uses them).
+ *     of mqtt-packet / undici / coap that loaded (none should be: each loads when a node first
+ *     uses it).
  */
 
 import { execFile, spawn } from 'node:child_process';
