@@ -28,7 +28,7 @@ function runFresh(script: string): Promise<unknown> {
 
 const LOADED = `
   const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap|undici)[\\\\/]/.exec(file)?.[1])
+    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap-packet|coap|undici)[\\\\/]/.exec(file)?.[1])
     .filter(Boolean))].sort();
 `;
 
@@ -95,7 +95,7 @@ describe('start-up of the package', function () {
       { after: 'deploy', loaded: [] },
       { after: 'http', loaded: ['undici'] },
       { after: 'mqtt', loaded: ['mqtt-packet', 'undici'] },
-      { after: 'coap', loaded: ['coap', 'mqtt-packet', 'undici'] },
+      { after: 'coap', loaded: ['coap-packet', 'mqtt-packet', 'undici'] },
     ]);
   });
 });

@@ -23,7 +23,7 @@ function runFresh(script: string): Promise<unknown> {
 
 const LOADED_PACKAGES = `
   const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap|undici)[\\\\/]/.exec(file)?.[1])
+    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap-packet|coap|undici)[\\\\/]/.exec(file)?.[1])
     .filter(Boolean))].sort();
 `;
 
@@ -64,7 +64,7 @@ describe('transports: lazy loading', function () {
     assert.deepEqual(steps, [
       ['undici'],
       ['mqtt-packet', 'undici'],
-      ['coap', 'mqtt-packet', 'undici'],
+      ['coap-packet', 'mqtt-packet', 'undici'],
     ]);
   });
 });

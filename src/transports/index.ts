@@ -1,6 +1,6 @@
 /**
  * The three provisioning transports behind one signature. Each implementation, and the
- * mqtt-packet, undici and coap packages under it, is loaded on first use.
+ * mqtt-packet, undici and coap-packet packages under it, is loaded on first use.
  */
 
 import { unknownTransport } from './device-api';

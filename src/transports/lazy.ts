@@ -1,6 +1,6 @@
 /**
  * Loads each transport module on first use, so that loading the transports loads none of
- * mqtt-packet, undici and coap.
+ * mqtt-packet, undici and coap-packet.
  */
 
 type MqttModule = typeof import('./mqtt');
