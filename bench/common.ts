@@ -46,8 +46,8 @@ export interface RowSpec {
    */
   flushed?: boolean;
   /**
-   * Raw MQTT and HTTP only: the layer the product speaks through, used directly, instead of the
-   * client library (mqtt-packet on a bare socket for MQTT, undici's pool for HTTP).
+   * Raw only: the layer the product speaks through, used directly, instead of the client library
+   * (mqtt-packet on a bare socket for MQTT, undici's pool for HTTP, coap-packet for CoAP).
    */
   floor?: boolean;
   /** Write a CPU profile of the timed part here (product and raw alike). */

@@ -5,6 +5,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -199,6 +200,63 @@ function coapRaw(emulator: EmulatorAddress): Provision {
 }
 
 /**
+ * coap-packet on one connected UDP socket: a confirmable POST per device, its answer matched by
+ * token, the way the product's CoAP transport speaks (without its retransmission, which loopback
+ * never needs, and its block-wise answers). A separate answer is acknowledged.
+ */
+function coapCodecRaw(emulator: EmulatorAddress): Provision {
+  const codec = require('coap-packet') as typeof import('coap-packet');
+  const socket = dgram.createSocket('udp4');
+  const connected = new Promise<void>((resolve) =>
+    socket.connect(emulator.ports.coap, emulator.host, resolve),
+  );
+  const waiting = new Map<string, (payload: Buffer) => void>();
+  socket.on('message', (message: Buffer) => {
+    const packet = codec.parse(message);
+    if (packet.confirmable) {
+      socket.send(codec.generate({ messageId: packet.messageId, code: '0.00', ack: true }));
+    }
+    if (packet.code === '0.00') return;
+    const key = packet.token.toString('hex');
+    const answer = waiting.get(key);
+    waiting.delete(key);
+    answer?.(packet.payload);
+  });
+  const path = ['api', 'v1', 'provision'].map((segment) => ({
+    name: 'Uri-Path' as const,
+    value: Buffer.from(segment),
+  }));
+  let messageId = Math.floor(Math.random() * 0x10000);
+  let token = Math.floor(Math.random() * 0x100000000);
+  return async (deviceName) => {
+    await connected;
+    messageId = (messageId + 1) & 0xffff;
+    token = (token + 1) >>> 0;
+    const tokenBytes = Buffer.alloc(4);
+    tokenBytes.writeUInt32BE(token);
+    return new Promise<string>((resolve, reject) => {
+      waiting.set(tokenBytes.toString('hex'), (payload) => {
+        try {
+          resolve(checkAnswer(payload.toString('utf8')));
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      socket.send(
+        codec.generate({
+          confirmable: true,
+          messageId,
+          token: tokenBytes,
+          code: '0.02',
+          options: path,
+          payload: Buffer.from(requestBody(deviceName)),
+        }),
+      );
+    });
+  };
+}
+
+/**
  * undici's pool with the dispatcher interface, the way the product's HTTP transport uses it: no
  * ClientRequest or IncomingMessage stream per request.
  */
@@ -230,7 +288,7 @@ function undiciRaw(emulator: EmulatorAddress): Provision {
 /**
  * The raw client for a transport (the bench process exits when done: nothing to close); `floor`
  * picks, over the client library, the layer the product speaks through: mqtt-packet on a bare
- * socket for MQTT, undici's pool for HTTP (CoAP has none: the product uses the coap package).
+ * socket for MQTT, undici's pool for HTTP, coap-packet on a UDP socket for CoAP.
  */
 export function rawClient(
   transport: Transport,
@@ -249,21 +307,16 @@ export function rawClient(
     case 'http':
       return floor ? undiciRaw(emulator) : httpRaw(emulator);
     case 'coap':
-      return coapRaw(emulator);
+      return floor ? coapCodecRaw(emulator) : coapRaw(emulator);
   }
-}
-
-/** Transports whose product speaks through a lower layer than their client library. */
-export function hasFloor(transport: Transport): boolean {
-  return transport !== 'coap';
 }
 
 /**
  * The fastest raw client for a transport, which the in-flow and flushed rows build on: the layer
- * the product speaks through (mqtt-packet, undici), and for CoAP the library.
+ * the product speaks through (mqtt-packet, undici, coap-packet).
  */
 export function fastestRawClient(transport: Transport, emulator: EmulatorAddress): Provision {
-  return rawClient(transport, emulator, hasFloor(transport));
+  return rawClient(transport, emulator, true);
 }
 
 const write = promisify(fs.write);

@@ -12,7 +12,7 @@ import { TRANSPORTS, median, percentile } from './common';
 import type { RowResult, RowSpec, Transport } from './common';
 import { runRow, startEmulator } from './processes';
 import type { EmulatorProcess } from './processes';
-import { hasFloor, idleFlushes } from './raw';
+import { idleFlushes } from './raw';
 import { findPython, runSeed } from './seed';
 import { REFERENCE, START_VARIANTS, nodeRedStartTimes, requireCost, variantLabel } from './startup';
 import type { StartTime } from './startup';
@@ -158,8 +158,8 @@ interface Versus {
 interface Comparison {
   transport: Transport;
   raw: Summary;
-  /** MQTT and HTTP: the layer the product speaks through, used directly (see rawClient). */
-  floor?: Versus;
+  /** The layer the product speaks through, used directly (see rawClient). */
+  floor: Versus;
   /** The fastest raw client as the only work of a node in the same flow: what any node can reach. */
   inFlow: Versus;
   /** The fastest raw client with each answer appended and flushed to disk: what durability costs. */
@@ -183,16 +183,17 @@ const KINDS: readonly Kind[] = [
   'burst',
 ];
 
-function kindsFor(transport: Transport): readonly Kind[] {
-  return hasFloor(transport) ? KINDS : KINDS.filter((kind) => kind !== 'floor');
-}
-
 /** How the floor rows are named, and the rows built on them. */
-const FLOOR_ROWS: Partial<Record<Transport, string>> = {
+const FLOOR_ROWS: Record<Transport, string> = {
   mqtt: 'raw codec (mqtt-packet), no client',
   http: 'raw undici, no http.request',
+  coap: 'raw codec (coap-packet), no agent',
 };
-const FLOOR_LABELS: Partial<Record<Transport, string>> = { mqtt: 'raw codec', http: 'raw undici' };
+const FLOOR_LABELS: Record<Transport, string> = {
+  mqtt: 'raw codec',
+  http: 'raw undici',
+  coap: 'raw codec',
+};
 
 function noRows(): Record<Kind, Summary[]> {
   return { raw: [], floor: [], inFlow: [], flushed: [], product: [], volatile: [], burst: [] };
@@ -217,7 +218,7 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
       try {
         await warmEmulator(emulator, transport);
         // Rotated each round, so no kind always runs first or right after the same one.
-        const kinds = kindsFor(transport);
+        const kinds = KINDS;
         const order = kinds.map((_, k) => kinds[(k + round) % kinds.length]);
         for (const kind of order) {
           const row = spec(
@@ -256,7 +257,7 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
     return {
       transport,
       raw: combine(raw),
-      floor: floor.length > 0 ? versus(floor) : undefined,
+      floor: versus(floor),
       inFlow: versus(inFlow),
       flushed: versus(flushed),
       product: versus(product),
@@ -379,17 +380,15 @@ async function main(): Promise<void> {
       `answers flushed to disk: ${flushed.join('; ')}; the same on the idle machine, before the ` +
       `emulator starts: ${flushText(idle)}.`;
     for (const c of comparisons) {
-      // For MQTT and HTTP the in-flow and flushed rows build on the floor, the fastest raw client.
-      const floor = FLOOR_LABELS[c.transport] ?? 'raw library';
+      // The in-flow and flushed rows build on the floor, the fastest raw client.
+      const floor = FLOOR_LABELS[c.transport];
       rows.push([...summaryCells(c.transport, 'raw library', c.raw), '', '', '']);
-      if (c.floor) {
-        rows.push([
-          ...summaryCells(c.transport, FLOOR_ROWS[c.transport] ?? floor, c.floor.summary),
-          versusCell(c.floor),
-          '',
-          '',
-        ]);
-      }
+      rows.push([
+        ...summaryCells(c.transport, FLOOR_ROWS[c.transport], c.floor.summary),
+        versusCell(c.floor),
+        '',
+        '',
+      ]);
       rows.push([
         ...summaryCells(c.transport, `${floor} in a Node-RED flow`, c.inFlow.summary),
         versusCell(c.inFlow),
@@ -528,7 +527,7 @@ async function main(): Promise<void> {
       ),
     );
     const heavy = cost.packages.filter(
-      (p) => p.startsWith('mqtt') || p === 'coap' || p === 'undici',
+      (p) => p.startsWith('mqtt') || p.startsWith('coap') || p === 'undici',
     );
     out.push(
       `Packages loaded by require + register: ${cost.packages.join(', ') || 'none'}; ` +
