@@ -533,6 +533,42 @@ describe('transports on the wire (raw servers)', function () {
       }
     });
 
+    it('a block-wise answer is put together in order, each block sent twice counted once', async function () {
+      // 16-byte blocks (SZX 0): the answer comes in several.
+      const asked: number[] = [];
+      const server = await rawUdpServer((message, remote, socket) => {
+        const request = coapPacket.parse(message);
+        const option = request.options.find((o) => o.name === 'Block2');
+        let num = 0;
+        if (option !== undefined) for (const byte of option.value) num = num * 256 + byte;
+        num >>= 4;
+        asked.push(num);
+        const more = (num + 1) * 16 < ANSWER.length;
+        const value = (num << 4) | (more ? 0x08 : 0);
+        const reply = coapPacket.generate({
+          messageId: request.messageId,
+          token: request.token,
+          code: '2.01',
+          ack: true,
+          options: [{ name: 'Block2', value: Buffer.from([(value >> 8) & 0xff, value & 0xff]) }],
+          payload: Buffer.from(ANSWER.slice(num * 16, (num + 1) * 16)),
+        });
+        // Each answer twice, as a server that answers a retransmission would.
+        socket.send(reply, remote.port, remote.address);
+        socket.send(reply, remote.port, remote.address);
+      });
+      try {
+        assert.equal((await provision(server.port)).credentialsValue, 'raw-token');
+        const blocks = Math.ceil(ANSWER.length / 16);
+        assert.deepEqual(
+          asked,
+          Array.from({ length: blocks }, (_, i) => i),
+        );
+      } finally {
+        await server.close();
+      }
+    });
+
     it('an endless block-wise answer is cut off at 1 MiB: PROTOCOL_ERROR, quickly', async function () {
       const block = Buffer.alloc(1024, 0x61);
       const server = await rawUdpServer((message, remote, socket) => {

@@ -316,13 +316,15 @@ async function sendCoap<T>(
       );
     },
     onAnswer(packet, size) {
+      const block = block2Of(packet);
+      // A block asked for before (a repeated answer) is not the one awaited now.
+      if ((block?.num ?? 0) !== blocks.length) return;
       stopRetransmitting();
       received += size;
       if (received > MAX_ANSWER_BYTES) {
         x.fail(answerTooLargeError(endpoint, MAX_ANSWER_BYTES));
         return;
       }
-      const block = block2Of(packet);
       blocks.push(packet.payload);
       if (block?.more) {
         request(block2Option(block.num + 1, block.szx));
