@@ -26,7 +26,6 @@ import {
 } from './exchange';
 import type { Endpoint, ExchangeControl } from './exchange';
 import { connectTls } from './tls-options';
-
 import type { Transport, TransportOptions, TransportTarget } from './types';
 
 export const PROVISION_REQUEST_TOPIC = '/provision/request';
