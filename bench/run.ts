@@ -218,8 +218,7 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
       try {
         await warmEmulator(emulator, transport);
         // Rotated each round, so no kind always runs first or right after the same one.
-        const kinds = KINDS;
-        const order = kinds.map((_, k) => kinds[(k + round) % kinds.length]);
+        const order = KINDS.map((_, k) => KINDS[(k + round) % KINDS.length]);
         for (const kind of order) {
           const row = spec(
             kind === 'raw' || kind === 'floor' || kind === 'flushed' ? 'raw' : 'product',
