@@ -493,6 +493,28 @@ describe('transports on the wire (raw servers)', function () {
       }
     });
 
+    it('a request too large for one datagram: PROTOCOL_ERROR, nothing sent', async function () {
+      let datagrams = 0;
+      const server = await rawUdpServer(() => {
+        datagrams++;
+      });
+      try {
+        await expectProvisionError(
+          getTransport('coap')({ host: HOST, port: server.port }, allowRequest('d'.repeat(1500)), {
+            deadline: deadlineIn(3000),
+          }),
+          {
+            status: 'PROTOCOL_ERROR',
+            transient: false,
+            message: /does not fit in one CoAP datagram/,
+          },
+        );
+        assert.equal(datagrams, 0);
+      } finally {
+        await server.close();
+      }
+    });
+
     it('an answer that is not JSON is a PROTOCOL_ERROR', async function () {
       const server = await rawUdpServer((message, remote, socket) => {
         const request = coapPacket.parse(message);

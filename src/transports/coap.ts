@@ -270,14 +270,28 @@ async function sendCoap<T>(
     stopRetransmitting();
     messageId = nextMessageId();
     link.byMessageId.set(messageId, user);
-    const datagram = codec().generate({
-      confirmable: true,
-      messageId,
-      token,
-      code: call.method === 'GET' ? '0.01' : '0.02',
-      options: block === undefined ? options : [...options, block],
-      payload,
-    });
+    let datagram: Buffer;
+    try {
+      datagram = codec().generate({
+        confirmable: true,
+        messageId,
+        token,
+        code: call.method === 'GET' ? '0.01' : '0.02',
+        options: block === undefined ? options : [...options, block],
+        payload,
+      });
+    } catch (err) {
+      // coap-packet refuses a datagram over 1 280 bytes; its reason gives only the sizes.
+      x.fail(
+        new ProvisionError(
+          'PROTOCOL_ERROR',
+          `The request to ${describeEndpoint(endpoint)} does not fit in one CoAP datagram ` +
+            `(${(err as Error).message}). Nothing was sent; use MQTT or HTTP for this device.`,
+          { transient: false },
+        ),
+      );
+      return;
+    }
     let wait = ACK_TIMEOUT_MS * (1 + Math.random() * (ACK_RANDOM_FACTOR - 1));
     let sent = 0;
     const transmit = (): void => {
