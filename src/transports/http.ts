@@ -27,9 +27,10 @@ import {
   connectionFailure,
   describeEndpoint,
   runExchange,
+  tlsHandshakeWatch,
 } from './exchange';
 import type { Endpoint, ExchangeControl } from './exchange';
-import { connectTls, tlsIdentity } from './tls-options';
+import { connectTo, tlsIdentity } from './tls-options';
 import type { Transport, TransportOptions, TransportTarget } from './types';
 
 export const PROVISION_PATH = '/api/v1/provision';
@@ -78,7 +79,7 @@ function rememberErrors(socket: net.Socket): void {
 }
 
 /**
- * Opens one connection for a pool: plain TCP, or TLS through connectTls(). While it connects the
+ * Opens one connection for a pool through connectTo(): plain TCP, or TLS. While it connects the
  * socket is unref'd (an exchange's deadline timer keeps the process alive meanwhile) and listed,
  * so closeHttpAgents() can stop it.
  */
@@ -89,24 +90,17 @@ function connectSocket(
 ): void {
   let socket: net.Socket;
   try {
-    socket = target.tls
-      ? connectTls(target, target.tls)
-      : net.connect({ host: target.host, port: target.port });
+    socket = connectTo(target);
   } catch (err) {
     // A TLS configuration that cannot be used (a bad key or passphrase) fails here, at once.
     callback(err as Error, null);
     return;
   }
-  socket.setNoDelay(true);
   socket.unref();
   connecting.add(socket);
-  let tcpConnected = false;
-  const onTcpConnect = (): void => {
-    tcpConnected = true;
-  };
+  const inTlsHandshake = target.tls ? tlsHandshakeWatch(socket) : () => false;
   const finish = (err?: Error): void => {
     connecting.delete(socket);
-    socket.off('connect', onTcpConnect);
     socket.off(ready, onReady);
     socket.off('error', onError);
     socket.off('close', onClose);
@@ -123,14 +117,13 @@ function connectSocket(
   const ready = target.tls ? 'secureConnect' : 'connect';
   const onReady = (): void => finish();
   const onError = (err: Error): void => {
-    if (target.tls && tcpConnected) handshakeErrors.add(err);
+    if (inTlsHandshake()) handshakeErrors.add(err);
     finish(err);
   };
   const onClose = (): void => {
     const err = Object.assign(new Error('closed while connecting'), { code: 'ECONNRESET' });
     onError(err);
   };
-  if (target.tls) socket.once('connect', onTcpConnect);
   socket.once(ready, onReady);
   socket.once('error', onError);
   socket.once('close', onClose);

@@ -4,7 +4,6 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import * as net from 'node:net';
 import { generate, parser as createParser } from 'mqtt-packet';
 import type { IConnectPacket, Packet } from 'mqtt-packet';
 import {
@@ -25,7 +24,7 @@ import {
   tlsHandshakeWatch,
 } from './exchange';
 import type { Endpoint, ExchangeControl } from './exchange';
-import { connectTls } from './tls-options';
+import { connectTo } from './tls-options';
 import type { Transport, TransportOptions, TransportTarget } from './types';
 
 export const PROVISION_REQUEST_TOPIC = '/provision/request';
@@ -142,11 +141,7 @@ function openSession<T>(
     return;
   }
 
-  const socket: net.Socket = target.tls
-    ? connectTls(target, target.tls)
-    : net.connect({ host: target.host, port: target.port });
-  // SUBSCRIBE and PUBLISH go out back to back: Nagle would hold the second for a delayed ACK.
-  socket.setNoDelay(true);
+  const socket = connectTo(target);
   let connected = false;
   let received = 0;
   const session: Session = {

@@ -1,7 +1,8 @@
 /** TLS material from a tls-config node, turned into what node:tls takes. */
 
 import { createHash } from 'node:crypto';
-import { isIP } from 'node:net';
+import { connect as connectTcp, isIP } from 'node:net';
+import type { Socket } from 'node:net';
 import { connect, createSecureContext } from 'node:tls';
 import type { ConnectionOptions, SecureContext, TLSSocket } from 'node:tls';
 import type { TlsOptions, TransportTarget } from './types';
@@ -126,5 +127,18 @@ export function connectTls(target: TransportTarget, options: TlsOptions): TLSSoc
     entry.sessions.set(peer, session);
     keepAtMost(entry.sessions, MAX_SESSIONS_PER_CONFIGURATION);
   });
+  return socket;
+}
+
+/**
+ * Opens the TCP connection of one exchange (MQTT) or pool (HTTP): through TLS when the target has
+ * it. Requests leave as soon as they are written (no Nagle): MQTT sends SUBSCRIBE and PUBLISH back
+ * to back, and a delayed ACK would hold the second.
+ */
+export function connectTo(target: TransportTarget): Socket {
+  const socket = target.tls
+    ? connectTls(target, target.tls)
+    : connectTcp({ host: target.host, port: target.port });
+  socket.setNoDelay(true);
   return socket;
 }
