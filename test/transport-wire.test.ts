@@ -493,6 +493,33 @@ describe('transports on the wire (raw servers)', function () {
       }
     });
 
+    it('resends an unacknowledged request unchanged after 2-3 s (RFC 7252)', async function () {
+      this.timeout(10_000);
+      const arrivals: Array<{ at: number; message: Buffer }> = [];
+      const server = await rawUdpServer((message, remote, socket) => {
+        arrivals.push({ at: performance.now(), message });
+        if (arrivals.length === 1) return; // Lost on the way.
+        const request = coapPacket.parse(message);
+        const reply = coapPacket.generate({
+          messageId: request.messageId,
+          token: request.token,
+          code: '2.01',
+          ack: true,
+          payload: Buffer.from(ANSWER),
+        });
+        socket.send(reply, remote.port, remote.address);
+      });
+      try {
+        assert.equal((await provision(server.port, 8000)).credentialsValue, 'raw-token');
+        assert.equal(arrivals.length, 2);
+        assert.deepEqual(arrivals[1].message, arrivals[0].message, 'the same message id and token');
+        const waited = arrivals[1].at - arrivals[0].at;
+        assert.ok(waited >= 1990 && waited < 3200, `resent after ${waited.toFixed(0)} ms`);
+      } finally {
+        await server.close();
+      }
+    });
+
     it('a request too large for one datagram: PROTOCOL_ERROR, nothing sent', async function () {
       let datagrams = 0;
       const server = await rawUdpServer(() => {
