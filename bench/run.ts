@@ -375,7 +375,7 @@ async function main(): Promise<void> {
       flush ? `p50 ${fmt(flush.p50, 2)} / mean ${fmt(flush.mean, 2)} ms` : '-';
     const flushed = comparisons.map((c) => `${c.transport} ${flushText(c.flushed.summary.flush)}`);
     flushNote =
-      'Flushes (a write and an fdatasync on the thread pool, submitted to done) in the rows with ' +
+      'Flushes (a synchronized append on the thread pool, submitted to done) in the rows with ' +
       `answers flushed to disk: ${flushed.join('; ')}; the same on the idle machine, before the ` +
       `emulator starts: ${flushText(idle)}.`;
     for (const c of comparisons) {

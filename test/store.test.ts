@@ -292,6 +292,27 @@ describe('credential store', () => {
     assert.match(fs.readFileSync(path.join(dir, 'credentials.json.journal-8'), 'utf8'), /"z"/);
   });
 
+  it('on Linux, appends to its journal through a descriptor opened for synchronized writes (O_DSYNC)', async function () {
+    if (process.platform !== 'linux') this.skip();
+    const store = open();
+    await store.ready();
+    await store.put(entry('a'));
+    await store.put(entry('b'));
+    const journal = fs.realpathSync(path.join(path.dirname(file), 'credentials.json.journal-1'));
+    const descriptors = fs.readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`) === journal;
+      } catch {
+        return false; // Closed meanwhile (the listing's own descriptor).
+      }
+    });
+    assert.equal(descriptors.length, 1, 'the journal is held open once');
+    const info = fs.readFileSync(`/proc/self/fdinfo/${descriptors[0]}`, 'utf8');
+    const flags = parseInt(/^flags:\s+([0-7]+)$/m.exec(info)?.[1] ?? '0', 8);
+    assert.equal(flags & fs.constants.O_DSYNC, fs.constants.O_DSYNC);
+    assert.equal(flags & fs.constants.O_APPEND, fs.constants.O_APPEND);
+  });
+
   it('ignores a commit torn by a crash at the end of a journal, and a journal whose header never completed', async () => {
     const dir = path.dirname(file);
     fs.mkdirSync(dir, { recursive: true });

@@ -5,11 +5,12 @@
  *   credentials.json              the snapshot: every entry, and the journals up to its `sequence`
  *   credentials.json.journal-<n>  entries written since: a header line, then one entry per line
  *
- * A group commit appends its entries to the open journal in one write and flushes it (fdatasync)
- * before any of its puts resolves; the journal's first commit creates the file and flushes the
- * folder too. A crash can tear only the commit being appended, which no put acknowledged: on
- * loading, the text after a journal's last newline is that torn commit and is ignored. A journal is
- * never appended to again after a restart or a failed write; the next commit starts a new one.
+ * A group commit appends its entries to the open journal in one write, flushed to the disk (a
+ * synchronized write on Linux, else a write and an fdatasync) before any of its puts resolves;
+ * the journal's first commit creates the file and flushes the folder too. A crash can tear only
+ * the commit being appended, which no put acknowledged: on loading, the text after a journal's
+ * last newline is that torn commit and is ignored. A journal is never appended to again after a
+ * restart or a failed write; the next commit starts a new one.
  *
  * The snapshot is written whole: new file, fsync, rename over the old one, fsync the folder, so a
  * crash leaves the old or the new one. It is rewritten once the journals outweigh it, which keeps
