@@ -429,20 +429,22 @@ describe('transports on the wire (raw servers)', function () {
       getTransport('coap')({ host: HOST, port }, allowRequest('wire-device'), {
         deadline: deadlineIn(deadlineMs),
       });
+    /** A piggy-backed 2.01 answer to `request`, as ThingsBoard sends. */
+    const answerTo = (request: coapPacket.ParsedPacket, payload = ANSWER): Buffer =>
+      coapPacket.generate({
+        messageId: request.messageId,
+        token: request.token,
+        code: '2.01',
+        ack: true,
+        payload: Buffer.from(payload),
+      });
 
     it('sends a confirmable POST to /api/v1/provision with the JSON payload', async function () {
       const requests: coapPacket.ParsedPacket[] = [];
       const server = await rawUdpServer((message, remote, socket) => {
         const request = coapPacket.parse(message);
         requests.push(request);
-        const reply = coapPacket.generate({
-          messageId: request.messageId,
-          token: request.token,
-          code: '2.01',
-          ack: true,
-          payload: Buffer.from(ANSWER),
-        });
-        socket.send(reply, remote.port, remote.address);
+        socket.send(answerTo(request), remote.port, remote.address);
       });
       try {
         assert.equal((await provision(server.port)).credentialsValue, 'raw-token');
@@ -499,15 +501,7 @@ describe('transports on the wire (raw servers)', function () {
       const server = await rawUdpServer((message, remote, socket) => {
         arrivals.push({ at: performance.now(), message });
         if (arrivals.length === 1) return; // Lost on the way.
-        const request = coapPacket.parse(message);
-        const reply = coapPacket.generate({
-          messageId: request.messageId,
-          token: request.token,
-          code: '2.01',
-          ack: true,
-          payload: Buffer.from(ANSWER),
-        });
-        socket.send(reply, remote.port, remote.address);
+        socket.send(answerTo(coapPacket.parse(message)), remote.port, remote.address);
       });
       try {
         assert.equal((await provision(server.port, 8000)).credentialsValue, 'raw-token');
@@ -544,15 +538,7 @@ describe('transports on the wire (raw servers)', function () {
 
     it('an answer that is not JSON is a PROTOCOL_ERROR', async function () {
       const server = await rawUdpServer((message, remote, socket) => {
-        const request = coapPacket.parse(message);
-        const reply = coapPacket.generate({
-          messageId: request.messageId,
-          token: request.token,
-          code: '2.01',
-          ack: true,
-          payload: Buffer.from('not json'),
-        });
-        socket.send(reply, remote.port, remote.address);
+        socket.send(answerTo(coapPacket.parse(message), 'not json'), remote.port, remote.address);
       });
       try {
         await expectProvisionError(provision(server.port), { status: 'PROTOCOL_ERROR' });
