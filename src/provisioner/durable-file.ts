@@ -22,7 +22,7 @@ import { promisify } from 'node:util';
  * by fdatasync: Windows has no O_DSYNC, and on macOS it does not empty the disk's cache as libuv's
  * fdatasync does (F_FULLFSYNC).
  */
-export const SYNCED_WRITES = process.platform === 'linux' && fs.constants.O_DSYNC !== undefined;
+const SYNCED_WRITES = process.platform === 'linux' && fs.constants.O_DSYNC !== undefined;
 const JOURNAL_FLAGS = SYNCED_WRITES
   ? fs.constants.O_WRONLY |
     fs.constants.O_CREAT |
