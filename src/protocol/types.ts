@@ -3,6 +3,18 @@
 export const CREDENTIALS_TYPES = ['ACCESS_TOKEN', 'MQTT_BASIC', 'X509_CERTIFICATE'] as const;
 export type CredentialsType = (typeof CREDENTIALS_TYPES)[number];
 
+export function isCredentialsType(value: unknown): value is CredentialsType {
+  return (CREDENTIALS_TYPES as readonly unknown[]).includes(value);
+}
+
+/** How a device's credentials are chosen: by the server, or by the device (the node) as one type. */
+export const CREDENTIALS_MODES = ['server', ...CREDENTIALS_TYPES] as const;
+export type CredentialsMode = (typeof CREDENTIALS_MODES)[number];
+
+export function isCredentialsMode(value: unknown): value is CredentialsMode {
+  return (CREDENTIALS_MODES as readonly unknown[]).includes(value);
+}
+
 /** The statuses a flow can see: the server's three plus the client's own. */
 export type ProvisionStatus =
   | 'SUCCESS'

@@ -1,8 +1,7 @@
-import type { CredentialsType, DeviceCredentials, ProvisionAnswer } from '../protocol/types';
+import type { CredentialsMode, DeviceCredentials, ProvisionAnswer } from '../protocol/types';
 import type { TransportName, TransportTarget } from '../transports/types';
 
-/** How the device's credentials are chosen: by the server, or by the device (us). */
-export type CredentialsMode = 'server' | CredentialsType;
+export type { CredentialsMode };
 
 /** One request to provision one device, as the node hands it over. */
 export interface ProvisionJob {

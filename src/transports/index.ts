@@ -12,7 +12,7 @@ import {
   loadedMqttModule,
   mqttModule,
 } from './lazy';
-import type { Transport, TransportName } from './types';
+import { isTransportName, type Transport, type TransportName } from './types';
 
 export type {
   Transport,
@@ -23,11 +23,7 @@ export type {
 } from './types';
 export { verifyDeviceCredentials } from './device-api';
 
-export const TRANSPORT_NAMES: readonly TransportName[] = ['mqtt', 'http', 'coap'];
-
-export function isTransportName(value: unknown): value is TransportName {
-  return value === 'mqtt' || value === 'http' || value === 'coap';
-}
+export { TRANSPORTS, TRANSPORT_NAMES, isTransportName } from './types';
 
 const transports: Record<TransportName, Transport> = {
   mqtt: (target, request, options) => mqttModule().mqttTransport(target, request, options),

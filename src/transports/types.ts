@@ -1,6 +1,22 @@
 import type { ProvisionAnswer, ProvisionRequest } from '../protocol/types';
 
-export type TransportName = 'mqtt' | 'http' | 'coap';
+/**
+ * Every transport and ThingsBoard's default port for it: the one list that protocol, provisioner,
+ * nodes and editor read.
+ */
+export const TRANSPORTS = {
+  mqtt: { defaultPort: 1883, tls: true },
+  http: { defaultPort: 8080, tls: true },
+  coap: { defaultPort: 5683, tls: false },
+} as const;
+
+export type TransportName = keyof typeof TRANSPORTS;
+
+export const TRANSPORT_NAMES = Object.keys(TRANSPORTS) as readonly TransportName[];
+
+export function isTransportName(value: unknown): value is TransportName {
+  return typeof value === 'string' && Object.hasOwn(TRANSPORTS, value);
+}
 
 /** TLS material as a core tls-config node supplies it. */
 export interface TlsOptions {
