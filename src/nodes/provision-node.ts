@@ -4,14 +4,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { ProvisionError } from '../protocol/errors';
 import { MAX_DEVICE_NAME_LENGTH } from '../protocol/request';
 import { findBadCharacter, quotePrefix } from '../protocol/text';
-import {
-  CredentialsNotSavedError,
-  Provisioner,
-  defaultStorePath,
-  isCancelledError,
-  openCredentialStore,
-} from '../provisioner';
-import type { CredentialStore } from '../provisioner';
+import { CredentialsNotSavedError, Provisioner, isCancelledError } from '../provisioner';
+import { defaultStorePath, openStore, type CredentialStore } from '../store';
 import type { CredentialsMode, ProvisionResult } from '../provisioner/types';
 import {
   closeCoapLinks,
@@ -119,7 +113,8 @@ export function registerProvisionNode(RED: NodeAPI): void {
     let store: CredentialStore | undefined;
     if (persist) {
       const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
-      store = openCredentialStore(defaultStorePath(userDir), {
+      store = openStore('file', {
+        filePath: defaultStorePath(userDir),
         onWarning: (_english, warning) =>
           node.warn(
             warning.kind === 'damaged'
