@@ -3,8 +3,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { STORE_BACKENDS, deviceKey, isStoreBackend, isStoredEntry, openStore } from '../src/store';
-import type { StoredEntry } from '../src/store/types';
+import {
+  STORE_BACKENDS,
+  SharedStore,
+  deviceKey,
+  isStoreBackend,
+  isStoredEntry,
+  openStore,
+} from '../src/store';
+import type { CredentialStore, StoreWarningListener, StoredEntry } from '../src/store/types';
 
 const ENTRY: StoredEntry = {
   host: 'tb.example.com',
@@ -51,5 +58,68 @@ describe('credential store', () => {
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
     }
+  });
+
+  describe('shared by the nodes of one config node', () => {
+    /** A store that counts its openings and releases and can raise a warning. */
+    function counted() {
+      const counts = { opened: 0, released: 0 };
+      let warn: StoreWarningListener = () => undefined;
+      const open = (onWarning: StoreWarningListener): CredentialStore => {
+        counts.opened++;
+        warn = onWarning;
+        return {
+          ready: async () => undefined,
+          get: async () => undefined,
+          put: async () => undefined,
+          flush: async () => undefined,
+          release: async () => {
+            counts.released++;
+          },
+          describe: () => 'a counted store',
+        };
+      };
+      return {
+        counts,
+        open,
+        warn: (text: string) => warn(text, { kind: 'writeFailed', file: 'f', error: text }),
+      };
+    }
+
+    it('opens the store on first use only, and releases it once closed and let go by all', async () => {
+      const { counts, open } = counted();
+      const shared = new SharedStore(open);
+      const first = shared.lease(() => undefined);
+      const second = shared.lease(() => undefined);
+      assert.equal(counts.opened, 1);
+      assert.equal(first.store, second.store);
+      let closed = false;
+      const closing = shared.close().then(() => (closed = true));
+      first.release();
+      first.release();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(closed, false, 'closed while a node still held the store');
+      assert.equal(counts.released, 0);
+      second.release();
+      await closing;
+      assert.equal(counts.released, 1);
+    });
+
+    it('tells every holder of a lease about a warning, and no longer one that let go', () => {
+      const { open, warn } = counted();
+      const shared = new SharedStore(open);
+      const heard: string[][] = [[], []];
+      const leases = heard.map((list) => shared.lease((message) => list.push(message)));
+      warn('disk full');
+      leases[0].release();
+      warn('still full');
+      assert.deepEqual(heard, [['disk full'], ['disk full', 'still full']]);
+    });
+
+    it('closes at once when no node ever used the store, opening nothing', async () => {
+      const { counts, open } = counted();
+      await new SharedStore(open).close();
+      assert.deepEqual(counts, { opened: 0, released: 0 });
+    });
   });
 });

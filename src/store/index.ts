@@ -13,6 +13,7 @@ export type {
 export { deviceKey, isStoredEntry } from './entry';
 export { defaultStorePath, openFileStore } from './file';
 export type { FileCredentialStore, FileStoreOptions, FileStoreStats } from './file';
+export { SharedStore, type StoreLease } from './shared';
 
 /** Every backend a config node can choose, and what each needs to open. */
 export interface StoreBackends {
