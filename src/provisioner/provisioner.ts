@@ -98,8 +98,7 @@ export class Provisioner {
     const key = deviceKey(job.target.host, prepared.provisionDeviceKey, prepared.deviceName);
     const running = this.flights.get(key);
     if (running) return this.flights.join(running, job, prepared.supplied);
-    // Registered before any wait, so a second job for the device joins it whatever the store's
-    // latency.
+    // Registered before any wait: a later job for this device joins it, however slow the store.
     const flight = this.flights.open(key, prepared, this.closing.signal);
     const answer = this.flights.join(flight, job, prepared.supplied);
     if (flight.persist) this.lookUp(flight);
