@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { EmulatorOptions } from '../src/emulator';
-import { openCredentialStore, defaultStorePath } from '../src/provisioner';
+import { defaultStorePath, deviceKey, openFileStore } from '../src/store';
 import { closeHttpAgents, getTransport } from '../src/transports';
 import type { TransportName } from '../src/transports';
 import { provisionNodeSettings } from './product';
@@ -279,10 +279,11 @@ async function throughNode(
     const heapAfter = process.memoryUsage().heapUsed;
 
     const storePath = defaultStorePath(userDir);
-    const store = openCredentialStore(storePath);
+    const store = openFileStore({ filePath: storePath });
     await store.ready();
     let stored = 0;
-    for (let i = 0; i < devices; i++) if (store.get('127.0.0.1', KEY, nameOf(i))) stored += 1;
+    for (let i = 0; i < devices; i++)
+      if (await store.get(deviceKey('127.0.0.1', KEY, nameOf(i)))) stored += 1;
     await store.release();
     const storeFiles = fs.readdirSync(path.dirname(storePath)).length;
     return {

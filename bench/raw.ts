@@ -322,7 +322,7 @@ export function fastestRawClient(transport: Transport, emulator: EmulatorAddress
 const write = promisify(fs.write);
 const fdatasync = promisify(fs.fdatasync);
 
-/** As in the product's store (src/provisioner/durable-file.ts): on Linux, no fdatasync call. */
+/** As in the product's store (src/store/file/durable-file.ts): on Linux, no fdatasync call. */
 const SYNCED_WRITES = process.platform === 'linux' && fs.constants.O_DSYNC !== undefined;
 
 /** A new journal, opened as the product's store opens its own (O_DSYNC on Linux). */

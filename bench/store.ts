@@ -11,8 +11,8 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openCredentialStore } from '../src/provisioner/store';
-import type { StoredEntry } from '../src/provisioner/types';
+import { openFileStore } from '../src/store/file';
+import type { StoredEntry } from '../src/store/types';
 
 const PUTS = Number(process.argv[2] ?? 10_000);
 const CONCURRENCY = Number(process.argv[3] ?? 32);
@@ -59,7 +59,7 @@ async function runWorkers(put: (n: number) => Promise<void>): Promise<number> {
 }
 
 async function benchStore(dir: string): Promise<{ ms: number; releaseMs: number; note: string }> {
-  const store = openCredentialStore(path.join(dir, 'credentials.json'));
+  const store = openFileStore({ filePath: path.join(dir, 'credentials.json') });
   await store.ready();
   const ms = await runWorkers((n) => store.put(entry(n)));
   const stats = store.stats();

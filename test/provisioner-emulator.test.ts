@@ -6,7 +6,9 @@ import path from 'node:path';
 import { Emulator } from '../src/emulator';
 import type { ProvisionError } from '../src/protocol/errors';
 import { Provisioner, type ProvisionerOptions } from '../src/provisioner/provisioner';
-import { openCredentialStore, type CredentialStore } from '../src/provisioner/store';
+import { deviceKey } from '../src/store/entry';
+import { openFileStore } from '../src/store/file';
+import type { CredentialStore } from '../src/store/types';
 import type { ProvisionJob } from '../src/provisioner/types';
 import { closeHttpAgents } from '../src/transports';
 import type { TransportName } from '../src/transports/types';
@@ -71,7 +73,7 @@ describe('provisioner over the real transports (emulator)', function () {
 
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-provisioner-emulator-'));
-    store = openCredentialStore(path.join(root, 'credentials.json'));
+    store = openFileStore({ filePath: path.join(root, 'credentials.json') });
     emulator.setFaults({});
     emulator.resetStats();
   });
@@ -144,7 +146,10 @@ describe('provisioner over the real transports (emulator)', function () {
         device.credentials.credentialsType === 'ACCESS_TOKEN' && device.credentials.token,
       );
       assert.equal(emulator.requests.length, 2);
-      assert.deepEqual(store.get(emulator.host, KEY, `lost-${transport}`)?.answer, result.answer);
+      assert.deepEqual(
+        (await store.get(deviceKey(emulator.host, KEY, `lost-${transport}`)))?.answer,
+        result.answer,
+      );
     });
   }
 

@@ -14,8 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Emulator } from '../src/emulator';
-import { openCredentialStore } from '../src/provisioner';
 import type { StoredEntry } from '../src/provisioner';
+import { deviceKey, openFileStore } from '../src/store';
 import { KEY, PROFILE, SECRET, configNode } from './support/flows';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -427,10 +427,10 @@ describe('reliability: crash safety of the store in a real Node-RED (SIGKILL)', 
     assert.deepEqual(store.files, ['credentials.json'], 'a clean stop folds the journals in');
 
     // The store's own loader agrees with the format read here.
-    const reopened = openCredentialStore(path.join(storeDir, 'credentials.json'));
+    const reopened = openFileStore({ filePath: path.join(storeDir, 'credentials.json') });
     await reopened.ready();
     for (const [name, entry] of store.entries) {
-      assert.deepEqual(reopened.get(emulator.host, KEY, name), entry);
+      assert.deepEqual(await reopened.get(deviceKey(emulator.host, KEY, name)), entry);
     }
     assert.equal(reopened.stats().entries, store.entries.size);
     await reopened.release();

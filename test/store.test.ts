@@ -1,482 +1,125 @@
+/** The store layer's own vocabulary, whatever the backend. */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  MIN_COMPACTION_BYTES,
-  STORE_FORMAT,
-  defaultStorePath,
-  openCredentialStore,
-  type CredentialStore,
-} from '../src/provisioner/store';
-import type { StoredEntry } from '../src/provisioner/types';
+  STORE_BACKENDS,
+  SharedStore,
+  deviceKey,
+  isStoreBackend,
+  isStoredEntry,
+  openStore,
+} from '../src/store';
+import type { CredentialStore, StoreWarningListener, StoredEntry } from '../src/store/types';
 
-const STORE_MODULE = path.resolve(__dirname, '../src/provisioner/store.ts');
-
-function entry(name: string, token = `token-of-${name}`, host = 'tb.example.com'): StoredEntry {
-  return {
-    host,
-    provisionDeviceKey: 'profile-key',
-    deviceName: name,
-    answer: { status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN', credentialsValue: token },
-    provisionedAt: '2024-05-01T12:00:00.000Z',
-  };
-}
-
-/**
- * Every entry found on disk right now, read as the format describes it: the snapshot, then the
- * newer journals in order, each line an entry, text after a journal's last newline ignored.
- */
-function durableEntries(file: string): Map<string, StoredEntry> {
-  const dir = path.dirname(file);
-  const base = path.basename(file);
-  const found = new Map<string, StoredEntry>();
-  if (!fs.existsSync(dir)) return found;
-  const names = fs.readdirSync(dir);
-  let sequence = 0;
-  if (names.includes(base)) {
-    const snapshot = JSON.parse(fs.readFileSync(file, 'utf8')) as {
-      sequence: number;
-      entries: StoredEntry[];
-    };
-    sequence = snapshot.sequence;
-    for (const e of snapshot.entries) found.set(e.deviceName, e);
-  }
-  const journals = names
-    .filter((n) => n.startsWith(`${base}.journal-`))
-    .map((n) => Number(n.slice(`${base}.journal-`.length)))
-    .filter((n) => n > sequence)
-    .sort((a, b) => a - b);
-  for (const n of journals) {
-    const text = fs.readFileSync(path.join(dir, `${base}.journal-${n}`), 'utf8');
-    const lines = text
-      .slice(0, text.lastIndexOf('\n') + 1)
-      .split('\n')
-      .slice(1, -1);
-    for (const line of lines) {
-      const e = JSON.parse(line) as StoredEntry;
-      found.set(e.deviceName, e);
-    }
-  }
-  return found;
-}
-
-function journalText(sequence: number, entries: StoredEntry[], tail = ''): string {
-  const header = { format: STORE_FORMAT, version: 1, kind: 'journal', sequence };
-  return [header, ...entries].map((line) => `${JSON.stringify(line)}\n`).join('') + tail;
-}
+const ENTRY: StoredEntry = {
+  host: 'tb.example.com',
+  provisionDeviceKey: 'profile-key',
+  deviceName: 'dev-1',
+  answer: { status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN', credentialsValue: 'token-0001' },
+  provisionedAt: '2024-05-01T12:00:00.000Z',
+};
 
 describe('credential store', () => {
-  let root: string;
-  let file: string;
-  const opened: CredentialStore[] = [];
-
-  function open(onWarning?: (m: string) => void, at = file): CredentialStore {
-    const store = openCredentialStore(at, { onWarning });
-    opened.push(store);
-    return store;
-  }
-
-  beforeEach(() => {
-    root = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-store-test-'));
-    file = defaultStorePath(root);
-  });
-
-  afterEach(async () => {
-    await Promise.all(opened.splice(0).map((s) => s.release().catch(() => undefined)));
-    fs.rmSync(root, { recursive: true, force: true });
-  });
-
-  it('lives at <userDir>/thingsboard-provision/credentials.json', () => {
+  it('keys a device by host (any case, trimmed), profile key and exact device name', () => {
     assert.equal(
-      defaultStorePath('/home/nr/.node-red'),
-      path.join('/home/nr/.node-red', 'thingsboard-provision', 'credentials.json'),
+      deviceKey(' TB.Example.com ', 'profile-key', 'dev-1'),
+      deviceKey('tb.example.com', 'profile-key', 'dev-1'),
     );
-  });
-
-  it('starts empty when no file exists, and creates nothing just by opening', async () => {
-    const store = open();
-    await store.ready();
-    assert.equal(store.get('tb.example.com', 'profile-key', 'a'), undefined);
-    assert.equal(fs.existsSync(path.dirname(file)), false);
-  });
-
-  it('refuses get() before the files are loaded', () => {
-    const store = open();
-    assert.throws(() => store.get('h', 'k', 'd'), /ready/);
-  });
-
-  it('resolves put() only once the entry is in a complete file on disk, mode 0600, folder 0700', async () => {
-    const store = open();
-    await store.ready();
-    await store.put(entry('dev-1'));
-    // Checked synchronously at resolve time: no later write may be what made it durable.
-    const onDisk = durableEntries(file);
-    assert.deepEqual(onDisk.get('dev-1'), entry('dev-1'));
-    assert.equal(fs.statSync(path.dirname(file)).mode & 0o777, 0o700);
-    for (const name of fs.readdirSync(path.dirname(file))) {
-      assert.equal(fs.statSync(path.join(path.dirname(file), name)).mode & 0o777, 0o600, name);
-      assert.doesNotMatch(name, /\.tmp-/);
-    }
-  });
-
-  it('keeps entries across a reopen, and the last release leaves one complete file', async () => {
-    const first = open();
-    await first.ready();
-    await Promise.all([first.put(entry('a')), first.put(entry('b'))]);
-    await first.put(entry('a', 'replaced'));
-    await first.release();
-    assert.deepEqual(fs.readdirSync(path.dirname(file)), ['credentials.json']);
-    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-    assert.equal(parsed.format, STORE_FORMAT);
-    assert.equal(parsed.version, 1);
-    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
-
-    const second = open();
-    await second.ready();
-    assert.equal(
-      second.get('tb.example.com', 'profile-key', 'a')?.answer.credentialsValue,
-      'replaced',
+    assert.notEqual(
+      deviceKey('tb.example.com', 'profile-key', 'Dev-1'),
+      deviceKey('tb.example.com', 'profile-key', 'dev-1'),
     );
-    assert.ok(second.get('tb.example.com', 'profile-key', 'b'));
+    // Separators inside the parts cannot make two devices one.
+    assert.notEqual(deviceKey('a', 'b","c', 'd'), deviceKey('a', 'b', 'c","d'));
   });
 
-  it('keys entries by host (any case), profile key and device name', async () => {
-    const store = open();
-    await store.ready();
-    await store.put(entry('dev', 't1', 'TB.Example.com'));
-    assert.ok(store.get('tb.example.com', 'profile-key', 'dev'));
-    assert.equal(store.get('other.example.com', 'profile-key', 'dev'), undefined);
-    assert.equal(store.get('tb.example.com', 'other-key', 'dev'), undefined);
-    assert.equal(store.get('tb.example.com', 'profile-key', 'Dev'), undefined);
+  it('recognises a whole entry and refuses a partial one', () => {
+    assert.ok(isStoredEntry(ENTRY));
+    assert.ok(!isStoredEntry({ ...ENTRY, answer: { status: 'SUCCESS' } }));
+    assert.ok(!isStoredEntry({ ...ENTRY, deviceName: 7 }));
   });
 
-  it('gives every opener of one file the same entries; releasing one keeps the other working', async () => {
-    const a = open();
-    const b = open(undefined, `${path.dirname(file)}/./credentials.json`);
-    await Promise.all([a.ready(), b.ready()]);
-    await Promise.all([a.put(entry('from-a')), b.put(entry('from-b'))]);
-    assert.ok(a.get('tb.example.com', 'profile-key', 'from-b'));
-    assert.ok(b.get('tb.example.com', 'profile-key', 'from-a'));
-    await a.release();
-    await a.release();
-    await b.put(entry('after'));
-    await b.release();
-    const reopened = open();
-    await reopened.ready();
-    for (const name of ['from-a', 'from-b', 'after']) {
-      assert.ok(reopened.get('tb.example.com', 'profile-key', name), name);
-    }
-    await assert.rejects(a.put(entry('late')), /released/);
-  });
-
-  it('batches puts that arrive during a write into one group commit', async () => {
-    const store = open();
-    await store.ready();
-    await Promise.all(Array.from({ length: 50 }, (_, i) => store.put(entry(`dev-${i}`))));
-    const { commits, entries } = store.stats();
-    assert.equal(entries, 50);
-    assert.ok(commits <= 3, `50 concurrent puts took ${commits} writes`);
-    assert.equal(durableEntries(file).size, 50);
-  });
-
-  it('appends commits to a journal, folds it into the snapshot once it outweighs it, and loads the result', async () => {
-    const store = open();
-    await store.ready();
-    const count = Math.ceil((3 * MIN_COMPACTION_BYTES) / JSON.stringify(entry('dev-0')).length);
-    for (let i = 0; i < count; i++) await store.put(entry(`dev-${i}`));
-    // A snapshot rewrite may still be under way beside the commits.
-    await store.flush();
-    const stats = store.stats();
-    assert.equal(stats.commits, count);
-    assert.ok(stats.compactions >= 1 && stats.compactions <= 3, `${stats.compactions} compactions`);
-    assert.ok(stats.journals <= 1, `${stats.journals} journals`);
-    assert.ok(fs.readdirSync(path.dirname(file)).length <= 2);
-    assert.equal(durableEntries(file).size, count);
-    await store.release();
-    assert.deepEqual(fs.readdirSync(path.dirname(file)), ['credentials.json']);
-    const again = open();
-    await again.ready();
-    assert.equal(again.stats().entries, count);
-  });
-
-  it('goes on committing while a snapshot is rewritten, and loses nothing when that rewrite fails', async () => {
-    // Every snapshot rewrite is held at its temp file until let go (then made to fail).
-    let reachedRewrite!: () => void;
-    const rewriteStarted = new Promise<void>((resolve) => (reachedRewrite = resolve));
-    let letGo!: () => void;
-    const held = new Promise<void>((resolve) => (letGo = resolve));
-    const realOpen = fs.promises.open;
-    fs.promises.open = (async (target: fs.PathLike, ...rest: unknown[]) => {
-      if (String(target).includes('.tmp-')) {
-        reachedRewrite();
-        await held;
-        throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
-      }
-      return (realOpen as (...args: unknown[]) => Promise<fs.promises.FileHandle>)(target, ...rest);
-    }) as typeof fs.promises.open;
+  it('opens the backend it is asked for, and knows only those it has', async () => {
+    assert.deepEqual(STORE_BACKENDS, ['file']);
+    assert.ok(isStoreBackend('file'));
+    assert.ok(!isStoreBackend('redis '));
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-store-open-'));
     try {
-      const warnings: string[] = [];
-      const store = open((m) => warnings.push(m));
+      const filePath = path.join(root, 'credentials.json');
+      const store = openStore('file', { filePath });
       await store.ready();
-      const perEntry = JSON.stringify(entry('dev-0')).length;
-      let n = 0;
-      const putUntil = async (started: Promise<void>): Promise<void> => {
-        let reached = false;
-        void started.then(() => (reached = true));
-        while (!reached) await store.put(entry(`dev-${n++}`));
-      };
-      await putUntil(rewriteStarted);
-      const before = n;
-      // The rewrite is held: these must still be acknowledged, each in a journal on disk.
-      const during = Math.ceil(MIN_COMPACTION_BYTES / 4 / perEntry);
-      for (let i = 0; i < during; i++) await store.put(entry(`dev-${n++}`));
-      assert.equal(store.stats().compactions, 0);
-      assert.equal(durableEntries(file).size, n);
-      assert.ok(store.stats().journals >= 2, 'commits went to a journal of their own');
-      letGo();
-      await store.flush();
-      assert.equal(warnings.length, 1);
-      assert.match(warnings[0], /Could not rewrite the credentials file .*no space left/);
-      assert.equal(durableEntries(file).size, n);
-      assert.ok(n > before);
-      fs.promises.open = realOpen;
+      await store.put(ENTRY);
+      assert.deepEqual(await store.get(deviceKey('tb.example.com', 'profile-key', 'dev-1')), ENTRY);
+      assert.equal(store.describe(), `the credentials file ${filePath}`);
       await store.release();
-      const again = open();
-      await again.ready();
-      assert.equal(again.stats().entries, n);
-      assert.deepEqual(fs.readdirSync(path.dirname(file)), ['credentials.json']);
+      assert.ok(fs.existsSync(filePath));
     } finally {
-      fs.promises.open = realOpen;
+      fs.rmSync(root, { recursive: true, force: true });
     }
   });
 
-  it('ignores and removes journals already folded into the snapshot; later files win', async () => {
-    const dir = path.dirname(file);
-    fs.mkdirSync(dir, { recursive: true });
-    const write = (name: string, content: string): void =>
-      fs.writeFileSync(path.join(dir, name), content);
-    write(
-      'credentials.json',
-      JSON.stringify({
-        format: STORE_FORMAT,
-        version: 1,
-        kind: 'snapshot',
-        sequence: 5,
-        entries: [entry('x', 'newer')],
-      }),
-    );
-    write('credentials.json.journal-3', journalText(3, [entry('x', 'older')]));
-    write('credentials.json.journal-6', journalText(6, [entry('y', 'y1')]));
-    write('credentials.json.journal-7', journalText(7, [entry('y', 'y2')]));
-    fs.writeFileSync(path.join(dir, 'credentials.json.tmp-1-1'), '{"torn');
-    const warnings: string[] = [];
-    const store = open((m) => warnings.push(m));
-    await store.ready();
-    assert.equal(store.get('tb.example.com', 'profile-key', 'x')?.answer.credentialsValue, 'newer');
-    assert.equal(store.get('tb.example.com', 'profile-key', 'y')?.answer.credentialsValue, 'y2');
-    assert.deepEqual(warnings, []);
-    assert.deepEqual(fs.readdirSync(dir).sort(), [
-      'credentials.json',
-      'credentials.json.journal-6',
-      'credentials.json.journal-7',
-    ]);
-    await store.put(entry('z'));
-    // An existing journal may end in a torn commit: it is never appended to; a new one starts.
-    assert.equal(
-      fs.readFileSync(path.join(dir, 'credentials.json.journal-7'), 'utf8'),
-      journalText(7, [entry('y', 'y2')]),
-    );
-    assert.ok(durableEntries(file).has('z'));
-    assert.match(fs.readFileSync(path.join(dir, 'credentials.json.journal-8'), 'utf8'), /"z"/);
-  });
-
-  it('on Linux, appends to its journal through a descriptor opened for synchronized writes (O_DSYNC)', async function () {
-    if (process.platform !== 'linux') this.skip();
-    const store = open();
-    await store.ready();
-    await store.put(entry('a'));
-    await store.put(entry('b'));
-    const journal = fs.realpathSync(path.join(path.dirname(file), 'credentials.json.journal-1'));
-    const descriptors = fs.readdirSync('/proc/self/fd').filter((fd) => {
-      try {
-        return fs.readlinkSync(`/proc/self/fd/${fd}`) === journal;
-      } catch {
-        return false; // Closed meanwhile (the listing's own descriptor).
-      }
-    });
-    assert.equal(descriptors.length, 1, 'the journal is held open once');
-    const info = fs.readFileSync(`/proc/self/fdinfo/${descriptors[0]}`, 'utf8');
-    const flags = parseInt(/^flags:\s+([0-7]+)$/m.exec(info)?.[1] ?? '0', 8);
-    assert.equal(flags & fs.constants.O_DSYNC, fs.constants.O_DSYNC);
-    assert.equal(flags & fs.constants.O_APPEND, fs.constants.O_APPEND);
-  });
-
-  it('ignores a commit torn by a crash at the end of a journal, and a journal whose header never completed', async () => {
-    const dir = path.dirname(file);
-    fs.mkdirSync(dir, { recursive: true });
-    const torn = JSON.stringify(entry('torn')).slice(0, 40);
-    fs.writeFileSync(
-      path.join(dir, 'credentials.json.journal-1'),
-      journalText(1, [entry('a'), entry('b')], torn),
-    );
-    fs.writeFileSync(path.join(dir, 'credentials.json.journal-2'), '{"format":"thingsb');
-    const warnings: string[] = [];
-    const store = open((m) => warnings.push(m));
-    await store.ready();
-    assert.deepEqual(warnings, []);
-    assert.equal(store.stats().entries, 2);
-    assert.ok(store.get('tb.example.com', 'profile-key', 'a'));
-    assert.ok(store.get('tb.example.com', 'profile-key', 'b'));
-    assert.equal(store.get('tb.example.com', 'profile-key', 'torn'), undefined);
-    await store.put(entry('c'));
-    assert.ok(fs.existsSync(path.join(dir, 'credentials.json.journal-3')));
-    await store.release();
-    assert.deepEqual(fs.readdirSync(dir), ['credentials.json']);
-    assert.deepEqual([...durableEntries(file).keys()].sort(), ['a', 'b', 'c']);
-  });
-
-  for (const [label, content, problem] of [
-    ['not JSON', '{"format": "thingsboard-provision-cred', /not valid JSON/],
-    ['a JSON array', '[1,2,3]', /not a credentials file/],
-    [
-      'an entry of the wrong shape',
-      JSON.stringify({
-        format: STORE_FORMAT,
-        version: 1,
-        kind: 'snapshot',
-        sequence: 0,
-        entries: [{ host: 'h', deviceName: 'd' }],
-      }),
-      /entry 0 has the wrong shape/,
-    ],
-    [
-      'a newer format version',
-      JSON.stringify({
-        format: STORE_FORMAT,
-        version: 2,
-        kind: 'snapshot',
-        sequence: 0,
-        entries: [],
-      }),
-      /newer version/,
-    ],
-  ] as const) {
-    it(`moves a damaged file (${label}) aside, reports where, and starts empty`, async () => {
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, content);
-      const warnings: string[] = [];
-      const store = open((m) => warnings.push(m));
-      await store.ready();
-      assert.equal(store.stats().entries, 0);
-      assert.equal(warnings.length, 1);
-      assert.match(warnings[0], problem);
-      const aside = fs
-        .readdirSync(path.dirname(file))
-        .filter((n) => n.startsWith('credentials.json.damaged-'));
-      assert.equal(aside.length, 1);
-      assert.match(aside[0], /^credentials\.json\.damaged-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z$/);
-      const asidePath = path.join(path.dirname(file), aside[0]);
-      assert.ok(warnings[0].includes(asidePath), warnings[0]);
-      assert.equal(fs.readFileSync(asidePath, 'utf8'), content);
-      await store.put(entry('fresh'));
-      await store.release();
-      assert.equal(fs.readFileSync(asidePath, 'utf8'), content, 'never overwritten');
-      assert.ok(durableEntries(file).has('fresh'));
-    });
-  }
-
-  it('moves a damaged journal aside and still loads the others', async () => {
-    const dir = path.dirname(file);
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'credentials.json.journal-1'), journalText(1, [entry('a')]));
-    const damaged = journalText(2, [entry('b')]).replace('"deviceName"', '"nameOfDevice"');
-    fs.writeFileSync(path.join(dir, 'credentials.json.journal-2'), damaged);
-    fs.writeFileSync(path.join(dir, 'credentials.json.journal-3'), 'garbage\n');
-    const warnings: string[] = [];
-    const store = open((m) => warnings.push(m));
-    await store.ready();
-    assert.ok(store.get('tb.example.com', 'profile-key', 'a'));
-    assert.equal(store.get('tb.example.com', 'profile-key', 'b'), undefined);
-    assert.equal(warnings.length, 2);
-    assert.match(warnings[0], /journal-2 is damaged \(line 2 has the wrong shape\)/);
-    assert.match(warnings[1], /journal-3 is damaged \(not valid JSON in line 1\)/);
-    const aside = fs.readdirSync(dir).filter((n) => n.includes('.damaged-'));
-    assert.equal(aside.length, 2);
-    assert.ok(aside.some((n) => fs.readFileSync(path.join(dir, n), 'utf8') === damaged));
-  });
-
-  it('rejects put() when the file cannot be written, keeps the entry in memory, and writes it with the next commit', async () => {
-    fs.writeFileSync(path.join(root, 'blocker'), 'a file, not a folder');
-    const blocked = path.join(root, 'blocker', 'thingsboard-provision', 'credentials.json');
-    const store = open(undefined, blocked);
-    await store.ready();
-    await assert.rejects(store.put(entry('lost')), { code: 'ENOTDIR' });
-    assert.ok(store.get('tb.example.com', 'profile-key', 'lost'));
-    fs.rmSync(path.join(root, 'blocker'));
-    await store.put(entry('next'));
-    const onDisk = durableEntries(blocked);
-    assert.ok(onDisk.has('lost') && onDisk.has('next'));
-  });
-
-  it('rejects entries of the wrong shape without writing anything', async () => {
-    const store = open();
-    await store.ready();
-    const bad = { ...entry('bad'), answer: { status: 'SUCCESS', credentialsType: 'NOPE' } };
-    await assert.rejects(store.put(bad as unknown as StoredEntry), TypeError);
-    assert.equal(fs.existsSync(path.dirname(file)), false);
-  });
-
-  it('loses no acknowledged entry and reports no damage when the process is killed mid-write', async function () {
-    this.timeout(30_000);
-    for (let round = 0; round < 4; round++) {
-      const acknowledged = await runAndKill(file, round * 1_000_000, 30 + round * 50);
-      assert.ok(acknowledged.length > 0, 'the child acknowledged some puts');
-      const warnings: string[] = [];
-      const store = openCredentialStore(file, { onWarning: (m) => warnings.push(m) });
-      await store.ready();
-      for (const n of acknowledged) {
-        assert.ok(store.get('tb.example.com', 'profile-key', `dev-${n}`), `dev-${n} was lost`);
-      }
-      assert.deepEqual(warnings, []);
-      await store.release();
+  describe('shared by the nodes of one config node', () => {
+    /** A store that counts its openings and releases and can raise a warning. */
+    function counted() {
+      const counts = { opened: 0, released: 0 };
+      let warn: StoreWarningListener = () => undefined;
+      const open = (onWarning: StoreWarningListener): CredentialStore => {
+        counts.opened++;
+        warn = onWarning;
+        return {
+          ready: async () => undefined,
+          get: async () => undefined,
+          put: async () => undefined,
+          flush: async () => undefined,
+          release: async () => {
+            counts.released++;
+          },
+          describe: () => 'a counted store',
+        };
+      };
+      return {
+        counts,
+        open,
+        warn: (text: string) => warn(text, { kind: 'writeFailed', file: 'f', error: text }),
+      };
     }
+
+    it('opens the store on first use only, and releases it once closed and let go by all', async () => {
+      const { counts, open } = counted();
+      const shared = new SharedStore(open);
+      const first = shared.lease(() => undefined);
+      const second = shared.lease(() => undefined);
+      assert.equal(counts.opened, 1);
+      assert.equal(first.store, second.store);
+      let closed = false;
+      const closing = shared.close().then(() => (closed = true));
+      first.release();
+      first.release();
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(closed, false, 'closed while a node still held the store');
+      assert.equal(counts.released, 0);
+      second.release();
+      await closing;
+      assert.equal(counts.released, 1);
+    });
+
+    it('tells every holder of a lease about a warning, and no longer one that let go', () => {
+      const { open, warn } = counted();
+      const shared = new SharedStore(open);
+      const heard: string[][] = [[], []];
+      const leases = heard.map((list) => shared.lease((message) => list.push(message)));
+      warn('disk full');
+      leases[0].release();
+      warn('still full');
+      assert.deepEqual(heard, [['disk full'], ['disk full', 'still full']]);
+    });
+
+    it('closes at once when no node ever used the store, opening nothing', async () => {
+      const { counts, open } = counted();
+      await new SharedStore(open).close();
+      assert.deepEqual(counts, { opened: 0, released: 0 });
+    });
   });
 });
-
-/** Runs a child that puts entries as fast as it can, kills it, returns what it acknowledged. */
-function runAndKill(file: string, start: number, killAfterMs: number): Promise<number[]> {
-  const script = `
-    const { openCredentialStore } = require(${JSON.stringify(STORE_MODULE)});
-    const store = openCredentialStore(${JSON.stringify(file)});
-    let next = ${start};
-    const entry = (n) => ({ host: 'tb.example.com', provisionDeviceKey: 'profile-key',
-      deviceName: 'dev-' + n, provisionedAt: new Date().toISOString(),
-      answer: { status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN', credentialsValue: 't' + n + 'x'.repeat(4000) } });
-    async function worker() {
-      for (;;) { const n = next++; await store.put(entry(n)); process.stdout.write(n + '\\n'); }
-    }
-    for (let i = 0; i < 8; i++) worker();
-  `;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-r', 'tsx/cjs', '-e', script], {
-      cwd: path.resolve(__dirname, '..'),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let output = '';
-    let timer: NodeJS.Timeout | undefined;
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      output += chunk;
-      timer ??= setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-    });
-    child.on('error', reject);
-    child.on('exit', () => {
-      if (timer) clearTimeout(timer);
-      const lines = output.split('\n');
-      lines.pop(); // a partial last line was not fully acknowledged
-      resolve(lines.map(Number));
-    });
-  });
-}

@@ -1,5 +1,17 @@
+import os from 'node:os';
+import path from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ProvisionError } from '../protocol/errors';
+import { orList } from '../protocol/text';
+import {
+  STORE_BACKENDS,
+  SharedStore,
+  defaultStorePath,
+  isStoreBackend,
+  openStore,
+  type StoreLease,
+  type StoreWarningListener,
+} from '../store';
 import type { TlsOptions, TransportName, TransportTarget } from '../transports/types';
 
 export const CONFIG_TYPE = 'thingsboard-provision-config';
@@ -18,6 +30,8 @@ interface ConfigDef extends NodeDef {
   coapPort?: string | number;
   usetls?: boolean;
   tls?: string;
+  /** The credential store backend; `file` when absent. */
+  store?: string;
 }
 
 /** The core tls-config node, as far as we use it. */
@@ -32,6 +46,8 @@ export interface ProvisionConfigNode extends Node<ProvisionKeys> {
   usetls: boolean;
   /** Where to reach the server over one transport; throws a ProvisionError the flow can act on. */
   target(transport: TransportName): TransportTarget;
+  /** The store this server's nodes share, opened on first use; release the lease on close. */
+  useStore(onWarning: StoreWarningListener): StoreLease;
 }
 
 function parsePort(value: unknown, fallback: number): number {
@@ -106,6 +122,21 @@ export function registerConfigNode(RED: NodeAPI): void {
       }
       return { host: node.host, port, tls };
     };
+
+    const store = new SharedStore((onWarning) => {
+      const backend = def.store || 'file';
+      if (!isStoreBackend(backend)) {
+        throw new Error(
+          `Unknown credential store ${JSON.stringify(backend)}: use ${orList(STORE_BACKENDS)}.`,
+        );
+      }
+      const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+      return openStore(backend, { filePath: defaultStorePath(userDir), onWarning });
+    });
+    node.useStore = (onWarning) => store.lease(onWarning);
+    node.on('close', (_removed: boolean, done: () => void) => {
+      void store.close().then(done);
+    });
   }
 
   RED.nodes.registerType<ProvisionConfigNode, ConfigDef, object, ProvisionKeys>(

@@ -1,18 +1,10 @@
-import os from 'node:os';
-import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { ProvisionError } from '../protocol/errors';
 import { MAX_DEVICE_NAME_LENGTH } from '../protocol/request';
 import { findBadCharacter, quotePrefix } from '../protocol/text';
-import {
-  CredentialsNotSavedError,
-  Provisioner,
-  defaultStorePath,
-  isCancelledError,
-  openCredentialStore,
-} from '../provisioner';
-import type { CredentialStore } from '../provisioner';
+import { CredentialsNotSavedError, Provisioner, isCancelledError } from '../provisioner';
 import type { CredentialsMode, ProvisionResult } from '../provisioner/types';
+import type { StoreLease } from '../store';
 import {
   closeCoapLinks,
   closeHttpAgents,
@@ -116,21 +108,23 @@ export function registerProvisionNode(RED: NodeAPI): void {
       }),
     );
 
-    let store: CredentialStore | undefined;
-    if (persist) {
-      const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
-      store = openCredentialStore(defaultStorePath(userDir), {
-        onWarning: (_english, warning) =>
+    let lease: StoreLease | undefined;
+    if (persist && server) {
+      try {
+        lease = server.useStore((_english, warning) =>
           node.warn(
             warning.kind === 'damaged'
               ? t('warn.storeDamaged', { movedTo: warning.movedTo })
               : t('warn.storeError', { error: warning.error }),
           ),
-      });
+        );
+      } catch (err) {
+        node.error((err as Error).message);
+      }
     }
     const provisioner = new Provisioner({
       concurrency,
-      store,
+      store: lease?.store,
       onActivity: (activity) => status.setActivity(activity),
       // Only an MQTT login can check MQTT basic credentials, whatever transport provisioned them.
       verifyCredentials: (via, target, answer, options) =>
@@ -252,7 +246,7 @@ export function registerProvisionNode(RED: NodeAPI): void {
       provisioner
         .close()
         .catch(() => undefined)
-        .then(() => store?.release())
+        .then(() => lease?.release())
         .catch(() => undefined)
         .then(async () => {
           if (--liveNodes === 0) {

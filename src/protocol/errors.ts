@@ -35,3 +35,8 @@ export class ProvisionError extends Error {
 export function isProvisionError(value: unknown): value is ProvisionError {
   return value instanceof ProvisionError;
 }
+
+/** The message of whatever was thrown, for a sentence that explains it (never its stack). */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

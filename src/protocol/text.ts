@@ -132,3 +132,10 @@ export function maskSecret(value: string): string {
     .join('');
   return `${prefix}…`;
 }
+
+/** Choices in words, for a message that lists them: "mqtt, http or coap". */
+export function orList(choices: readonly string[]): string {
+  return choices.length < 2
+    ? choices.join('')
+    : `${choices.slice(0, -1).join(', ')} or ${choices[choices.length - 1]}`;
+}

@@ -3,6 +3,9 @@
  * comes from node:crypto; the certificate is built by @peculiar/x509 (loaded on first use only).
  */
 import { KeyObject, randomBytes, webcrypto } from 'node:crypto';
+import { ProvisionError, errorText } from '../protocol/errors';
+import type { CredentialsType, DeviceCredentials } from '../protocol/types';
+import type { GeneratedMaterial } from './types';
 
 const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 /** Largest multiple of 62 below 256: bytes at or above it are dropped, so no character is favoured. */
@@ -119,4 +122,34 @@ export async function generateCertificate(deviceName: string): Promise<Generated
     format: 'pem',
   }) as string;
   return { certificate: certificate.toString('pem'), privateKey };
+}
+
+/** Credentials of one type for a device, and what of them ThingsBoard will never send back. */
+export async function generateCredentials(
+  type: CredentialsType,
+  deviceName: string,
+): Promise<{ credentials: DeviceCredentials; generated?: GeneratedMaterial }> {
+  switch (type) {
+    case 'ACCESS_TOKEN':
+      return { credentials: { type: 'ACCESS_TOKEN', token: generateAccessToken() } };
+    case 'MQTT_BASIC':
+      return { credentials: { type: 'MQTT_BASIC', ...generateMqttBasic(deviceName) } };
+    case 'X509_CERTIFICATE': {
+      let made;
+      try {
+        made = await generateCertificate(deviceName);
+      } catch (err) {
+        throw new ProvisionError(
+          'PROTOCOL_ERROR',
+          `Could not make a certificate for device ${JSON.stringify(deviceName)}: ` +
+            `${errorText(err)}. Nothing was sent to the server.`,
+          { cause: err },
+        );
+      }
+      return {
+        credentials: { type: 'X509_CERTIFICATE', certificate: made.certificate },
+        generated: made,
+      };
+    }
+  }
 }

@@ -1,7 +1,8 @@
 /**
- * A first-in first-out queue whose shift() costs the same at any length. Array#shift copies the
- * rest of a long array: with 10 000 messages waiting for a slot, taking each from the front of an
- * array cost ~4 us, a third of the provisioner's own time for such a burst.
+ * A first-in first-out queue whose shift() costs the same at any length (Array#shift copies the
+ * rest of the array).
+ *
+ *   items: [ taken, taken, head → oldest, …, newest ]   length = items.length - head
  */
 export class Fifo<T> {
   private items: Array<T | undefined> = [];

@@ -1,7 +1,9 @@
 import type { CredentialsMode, DeviceCredentials, ProvisionAnswer } from '../protocol/types';
+import type { GeneratedMaterial } from '../store/types';
 import type { TransportName, TransportTarget } from '../transports/types';
 
 export type { CredentialsMode };
+export type { GeneratedMaterial, StoredEntry } from '../store/types';
 
 /** One request to provision one device, as the node hands it over. */
 export interface ProvisionJob {
@@ -27,14 +29,6 @@ export interface ProvisionJob {
   signal?: AbortSignal;
 }
 
-/** Material the node generated and ThingsBoard never returns: kept with the answer. */
-export interface GeneratedMaterial {
-  /** PEM of the self-signed certificate we made. */
-  certificate?: string;
-  /** PEM (PKCS#8) of its private key. */
-  privateKey?: string;
-}
-
 export interface ProvisionResult {
   deviceName: string;
   answer: ProvisionAnswer;
@@ -45,16 +39,6 @@ export interface ProvisionResult {
   provisionedAt: string;
   /** True when the answer was recovered by checking device-chosen credentials after a lost answer. */
   recovered?: boolean;
-}
-
-/** What the store keeps per device. */
-export interface StoredEntry {
-  host: string;
-  provisionDeviceKey: string;
-  deviceName: string;
-  answer: ProvisionAnswer;
-  generated?: GeneratedMaterial;
-  provisionedAt: string;
 }
 
 export type { DeviceCredentials };

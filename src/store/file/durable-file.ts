@@ -4,23 +4,14 @@
  *   - a complete file: new file, fsync, rename over the final name, fsync the folder;
  *   - an append to a journal kept open here: the first append creates the file and flushes it
  *     and its folder, each later one is a synchronized write (see SYNCED_WRITES).
- *
- * These writes ran on a worker thread of their own before: one message per commit instead of a
- * thread-pool call per step. Once a commit became an append (a write and a flush), the worker
- * cost more CPU per commit than it saved (138 us of its CPU per commit in the HTTP bench row,
- * against about 50 us for the two calls here), and on a busy machine its wake-up took the CPU from
- * the flow.
  */
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 
 /**
- * On Linux a journal is opened with O_DSYNC: a write returns once its data and the file's new
- * size are on the disk, as a write and an fdatasync would, in one call to the thread pool instead
- * of two. That halves the hand-overs between the flow's thread and the pool per commit (in the
- * bench, with 16 devices in flight: 3-20 us less CPU per device). Elsewhere the write is followed
- * by fdatasync: Windows has no O_DSYNC, and on macOS it does not empty the disk's cache as libuv's
- * fdatasync does (F_FULLFSYNC).
+ * On Linux a journal is opened with O_DSYNC: one call to the thread pool per append instead of a
+ * write and an fdatasync. Windows has no O_DSYNC, and on macOS it does not empty the disk's cache
+ * as libuv's fdatasync does (F_FULLFSYNC), so there the write is followed by fdatasync.
  */
 const SYNCED_WRITES = process.platform === 'linux' && fs.constants.O_DSYNC !== undefined;
 const JOURNAL_FLAGS = SYNCED_WRITES
