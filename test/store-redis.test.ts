@@ -5,24 +5,14 @@
 
 import assert from 'node:assert/strict';
 import { deviceKey, openRedisStore, type RedisCredentialStore } from '../src/store';
-import type { StoredEntry } from '../src/store';
 import { RedisConnection } from '../src/store/redis/connection';
 import { redisEndpoint } from '../src/store/redis/options';
 import { RedisServer } from './support/redis-server';
+import { ENTRY_HOST, ENTRY_PROFILE_KEY, storedEntry } from './support/stored-entries';
 import { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from './transport-certificates';
 
-const HOST = 'tb.example';
-const PROFILE_KEY = 'profile-key';
-
-export function storedEntry(deviceName: string, token = `token-${deviceName}`): StoredEntry {
-  return {
-    host: HOST,
-    provisionDeviceKey: PROFILE_KEY,
-    deviceName,
-    answer: { status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN', credentialsValue: token },
-    provisionedAt: '2026-01-02T03:04:05.000Z',
-  };
-}
+const HOST = ENTRY_HOST;
+const PROFILE_KEY = ENTRY_PROFILE_KEY;
 
 const keyOf = (deviceName: string) => deviceKey(HOST, PROFILE_KEY, deviceName);
 

@@ -12,6 +12,7 @@ import type { CredentialStore, StoredEntry } from '../store/types';
 import { getTransport, verifyDeviceCredentials } from '../transports';
 import type { Transport, TransportName } from '../transports/types';
 import { DEFAULT_BACKOFF, sleep, type Backoff, type Sleep } from './backoff';
+import { holdTime, recordSending, releaseClaim, unansweredCredentials } from './claims';
 import { generateCredentials } from './credentials';
 import { CredentialsNotSavedError, ProvisionCancelledError, asProvisionError } from './errors';
 import { recoverLostAnswer, type VerifyCredentials } from './recovery';
@@ -109,7 +110,7 @@ export class Provisioner {
   /** Aborts queued and running jobs (they reject with ProvisionCancelledError) and waits for them. */
   async close(): Promise<void> {
     this.closing.abort();
-    this.slots.takeAll();
+    for (const flight of this.slots.takeAll()) releaseClaim(flight);
     for (const flight of this.flights.cancelAll()) flight.controller?.abort();
     while (this.flying.size > 0) await Promise.allSettled([...this.flying]);
   }
@@ -126,7 +127,7 @@ export class Provisioner {
     }
     if (flight.participants.length === 0) return;
     if (!flight.participants.some(takesStored)) {
-      this.slots.enter(flight);
+      this.queue(flight);
       return;
     }
     store.get(flight.key).then(
@@ -136,14 +137,31 @@ export class Provisioner {
   }
 
   private lookedUp(flight: Flight, entry: StoredEntry | undefined): void {
-    if (flight.participants.length === 0) return;
-    if (entry) {
+    if (flight.participants.length > 0 && entry) {
       this.flights.answer(flight, answerFromStore(entry), takesStored);
-      if (flight.participants.length === 0) return;
       // Left: jobs that asked for the server's answer (reprovision, or not kept).
       flight.persist = flight.participants.some((p) => p.job.persist);
     }
-    this.slots.enter(flight);
+    if (flight.participants.length === 0) releaseClaim(flight);
+    else this.queue(flight);
+  }
+
+  /** Into the queue; with a shared store, after holding the device and looking again under the hold. */
+  private queue(flight: Flight): void {
+    const store = this.store;
+    if (!flight.persist || flight.claim || !store?.claim) {
+      this.slots.enter(flight);
+      return;
+    }
+    const { job } = flight.prepared;
+    store.claim(flight.key, { holdMs: holdTime(job, this.backoff), signal: flight.signal }).then(
+      (claim) => {
+        flight.claim = claim;
+        this.lookedUp(flight, flight.participants.some(takesStored) ? claim.entry : undefined);
+      },
+      (err: unknown) =>
+        this.unreadable(flight, store, flight.signal.aborted ? new ProvisionCancelledError() : err),
+    );
   }
 
   /** Jobs that keep credentials fail before anything is sent; the others go on. */
@@ -153,10 +171,11 @@ export class Provisioner {
       return;
     }
     const name = store.describe();
+    const remedy = store.remedy?.('read') ?? 'fix the file or its folder and try again';
     const failure = new ProvisionError(
       'FAILURE',
       `${name.charAt(0).toUpperCase()}${name.slice(1)} could not be read: ${errorText(err)}. ` +
-        'Nothing was sent to the server; fix the file or its folder and try again.',
+        `Nothing was sent to the server; ${remedy}.`,
       { cause: err },
     );
     this.flights.fail(flight, failure, (p) => p.job.persist);
@@ -187,10 +206,12 @@ export class Provisioner {
 
   /** In its slot: the exchange, then keeping the answer, then answering every job. */
   private fly(flight: Flight): void {
-    const landed = this.exchangeAndKeep(flight).then(
-      (result) => this.flights.answer(flight, result),
-      (err: unknown) => this.flights.fail(flight, err),
-    );
+    const landed = this.exchangeAndKeep(flight)
+      .then(
+        (result) => this.flights.answer(flight, result),
+        (err: unknown) => this.flights.fail(flight, err),
+      )
+      .then(() => releaseClaim(flight));
     this.flying.add(landed);
     void landed.then(() => this.flying.delete(landed));
   }
@@ -210,17 +231,26 @@ export class Provisioner {
 
   /** Nobody waits for the flight any more: out of the queue, or its exchange stopped. */
   private abandon(flight: Flight): void {
-    this.slots.leave(flight);
+    // Queued: it never flies. Flying: it lets go once it has landed.
+    if (this.slots.leave(flight)) releaseClaim(flight);
     flight.controller?.abort();
   }
 
   private async exchange(flight: Flight): Promise<ProvisionResult> {
-    const { prepared, signal } = flight;
+    const { prepared, signal, claim } = flight;
     let credentials = prepared.supplied;
     let generated: GeneratedMaterial | undefined;
-    if (!credentials && prepared.mode !== 'server') {
+    // Sent before by a holder that died: the server may have created the device with them.
+    const unanswered = unansweredCredentials(claim, prepared);
+    if (unanswered) ({ credentials, generated } = unanswered);
+    else if (!credentials && prepared.mode !== 'server') {
       // Made once per flight: every retry sends the same, so a lost answer can be checked.
       ({ credentials, generated } = await generateCredentials(prepared.mode, prepared.deviceName));
+      if (signal.aborted) throw new ProvisionCancelledError();
+    }
+    if (claim && credentials && !prepared.supplied && this.store) {
+      const sent = generated ? { credentials, generated } : { credentials };
+      await recordSending(claim, sent, this.store);
       if (signal.aborted) throw new ProvisionCancelledError();
     }
     const request = buildRequest({
@@ -231,7 +261,14 @@ export class Provisioner {
       gateway: prepared.job.gateway === true,
     });
     try {
-      const { answer, recovered } = await this.send(prepared, request, credentials, signal);
+      const sentBefore = unanswered !== undefined;
+      const { answer, recovered } = await this.send(
+        prepared,
+        request,
+        credentials,
+        signal,
+        sentBefore,
+      );
       return resultOf(prepared.deviceName, answer, generated, recovered);
     } catch (err) {
       throw scrub(err, secretsOf(credentials, generated));
@@ -244,10 +281,11 @@ export class Provisioner {
     request: ProvisionRequest,
     credentials: DeviceCredentials | undefined,
     signal: AbortSignal,
+    sentBefore: boolean,
   ): Promise<{ answer: ProvisionAnswer; recovered: boolean }> {
     const { job } = prepared;
     const transport = this.transportFor(job.transport);
-    let maybeDelivered = false;
+    let maybeDelivered = sentBefore;
     const attempt = async (): Promise<ProvisionAnswer> => {
       try {
         return await transport(job.target, request, {
@@ -291,7 +329,7 @@ export class Provisioner {
     try {
       await store.put(entry);
     } catch (err) {
-      throw new CredentialsNotSavedError(result, store.describe(), err);
+      throw new CredentialsNotSavedError(result, store.describe(), err, store.remedy?.('write'));
     }
   }
 

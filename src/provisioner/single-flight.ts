@@ -4,7 +4,7 @@
  * long queue costs its promise, its record and its share of the flight, nothing more.
  */
 import type { DeviceCredentials } from '../protocol/types';
-import type { DeviceKey } from '../store/types';
+import type { DeviceClaim, DeviceKey } from '../store/types';
 import { ProvisionCancelledError } from './errors';
 import { scrub, secretsOf } from './scrub';
 import type { ProvisionJob, ProvisionResult } from './types';
@@ -32,6 +32,8 @@ export interface Flight {
   participants: Participant[];
   /** Some participant wants the answer kept (read once the answer is in). */
   persist: boolean;
+  /** The device held in a shared store, from the lookup until the answer is kept. */
+  claim: DeviceClaim | undefined;
 }
 
 /** A participant content with credentials from the store rather than the server's answer. */
@@ -60,6 +62,7 @@ export class SingleFlight {
       signal: controller?.signal ?? closing,
       participants: [],
       persist: false,
+      claim: undefined,
     };
     this.flights.set(key, flight);
     return flight;

@@ -92,7 +92,6 @@ export class RedisClaims {
   private readonly waiters = new Map<DeviceKey, Set<() => void>>();
   /** The connection for release notices, opened by the first claim. */
   private listener: RedisConnection | undefined;
-  private listening: Promise<void> | undefined;
   private renewal: NodeJS.Timeout | undefined;
   private readonly releases = new Set<Promise<void>>();
 
@@ -106,13 +105,13 @@ export class RedisClaims {
     const keys = deviceKeys(this.prefix, key);
     const token = randomBytes(16).toString('hex');
     const hold = String(Math.ceil(holdMs));
-    if (!this.listening) {
+    if (!this.listener) {
+      // Not waited for: until it listens, waiters look again by themselves.
       this.listener = this.openListener();
-      this.listening = this.listener.subscribe(releasedChannel(this.prefix), (message) =>
+      this.listener.subscribe(releasedChannel(this.prefix), (message) =>
         this.wake(message as DeviceKey),
       );
     }
-    await this.listening;
     for (;;) {
       if (signal.aborted) throw signal.reason;
       // Listening before asking: a release between the two still wakes this waiter.

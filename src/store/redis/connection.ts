@@ -68,7 +68,11 @@ export class RedisConnection {
   private reconnected: Promise<void> | undefined;
   private closed = false;
 
-  constructor(private readonly endpoint: RedisEndpoint) {
+  /** `forNotices`: a connection that only subscribes, which may queue while offline. */
+  constructor(
+    private readonly endpoint: RedisEndpoint,
+    forNotices = false,
+  ) {
     const { createClient } = loadRedis();
     const { host, port, tls } = endpoint;
     this.client = createClient({
@@ -83,7 +87,7 @@ export class RedisConnection {
       database: endpoint.database,
       username: endpoint.username,
       password: endpoint.password,
-      disableOfflineQueue: true,
+      disableOfflineQueue: !forNotices,
       pingInterval: PING_INTERVAL_MS,
       commandOptions: { timeout: COMMAND_TIMEOUT_MS },
     }) as RedisClientType;
@@ -138,14 +142,10 @@ export class RedisConnection {
     } while (cursor !== '0');
   }
 
-  /** Calls `onMessage` with every message on `channel`; the client subscribes again after a reconnection. */
-  async subscribe(channel: string, onMessage: (message: string) => void): Promise<void> {
-    await this.ready();
-    try {
-      await this.client.subscribe(channel, onMessage);
-    } catch {
-      // Subscribed once Redis is back; waiters look again by themselves meanwhile.
-    }
+  /** Calls `onMessage` with every message on `channel`, from once Redis is reachable on. */
+  subscribe(channel: string, onMessage: (message: string) => void): void {
+    // Queued until connected, and subscribed again after each reconnection by the client.
+    this.client.subscribe(channel, onMessage).catch(() => undefined);
   }
 
   /** Closes the connection; commands still running are rejected. */
