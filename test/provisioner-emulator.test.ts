@@ -10,10 +10,10 @@ import { openCredentialStore, type CredentialStore } from '../src/provisioner/st
 import type { ProvisionJob } from '../src/provisioner/types';
 import { closeHttpAgents } from '../src/transports';
 import type { TransportName } from '../src/transports/types';
+import { TRANSPORTS } from './support/common';
 
 const KEY = 'emulator-profile-key';
 const SECRET = 'emulator-profile-secret';
-const TRANSPORTS: TransportName[] = ['mqtt', 'http', 'coap'];
 
 describe('provisioner over the real transports (emulator)', function () {
   this.timeout(20_000);

@@ -5,39 +5,18 @@
  */
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { LOADED_LIBRARIES, runFresh } from './support/fresh-process';
 
 const ROOT = path.resolve(__dirname, '..');
 const NODE_MODULE = path.join(ROOT, 'nodes', 'nodes', 'thingsboard-provision.js');
-
-/** Runs a CommonJS script in a fresh plain `node` and returns the JSON of its last output line. */
-function runFresh(script: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['-e', script],
-      { cwd: ROOT, timeout: 30_000 },
-      (error, stdout, stderr) => {
-        if (error) reject(new Error(`${error.message}\n${stderr}`));
-        else resolve(JSON.parse(stdout.trim().split('\n').pop() ?? 'null'));
-      },
-    );
-  });
-}
-
-const LOADED = `
-  const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap-packet|coap|undici)[\\\\/]/.exec(file)?.[1])
-    .filter(Boolean))].sort();
-`;
 
 describe('start-up of the package', function () {
   this.timeout(40_000);
 
   it('requiring the built node module and registering its types loads no MQTT, HTTP or CoAP library', async function () {
     const result = await runFresh(`
-      ${LOADED}
+      ${LOADED_LIBRARIES}
       const types = [];
       require(${JSON.stringify(NODE_MODULE)})({
         nodes: { registerType: (name) => types.push(name), createNode() {}, getNode() {} },
@@ -53,7 +32,7 @@ describe('start-up of the package', function () {
 
   it('a deployed provision node loads each protocol library only when it provisions over it', async function () {
     const steps = await runFresh(`
-      ${LOADED}
+      ${LOADED_LIBRARIES}
       const fs = require('node:fs');
       const net = require('node:net');
       const os = require('node:os');

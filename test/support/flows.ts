@@ -138,8 +138,6 @@ export function send(msg: Record<string, unknown>, nodeId = 'prov'): void {
   helper.getNode(nodeId).receive(msg);
 }
 
-export const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /** An emulator on ephemeral ports that knows the test profile. */
 export function startEmulator(): Promise<Emulator> {
   return Emulator.start({ mqttPort: 0, httpPort: 0, coapPort: 0, profiles: [PROFILE] });
