@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import vm from 'node:vm';
+import { catalogFile, editorFile, helpFile, packageNodes } from './support/package-nodes';
+import type { PackageNode } from './support/package-nodes';
 
 /**
  * The editor, its message catalogs, the help and the examples: what a user sees before any message
@@ -10,15 +12,20 @@ import vm from 'node:vm';
 
 const root = path.resolve(__dirname, '..');
 const LANGUAGES = ['en-US', 'ja', 'zh-CN'] as const;
-const NODE_TYPES = ['thingsboard-provision-config', 'thingsboard-provision'] as const;
-const editorFile = path.join(root, 'src', 'nodes', 'thingsboard-provision.html');
+const NODES = packageNodes();
+const NODE_TYPES = NODES.map((node) => node.type);
 const examplesDir = path.join(root, 'examples');
 
 type Catalog = Record<string, unknown>;
 
-function readCatalog(lang: string): Catalog {
-  const file = path.join(root, 'locales', lang, 'thingsboard-provision.json');
-  return JSON.parse(fs.readFileSync(file, 'utf8')) as Catalog;
+function readCatalog(node: PackageNode, lang: string): Catalog {
+  return JSON.parse(fs.readFileSync(catalogFile(node, lang), 'utf8')) as Catalog;
+}
+
+function nodeOf(type: string): PackageNode {
+  const node = NODES.find((n) => n.type === type);
+  assert.ok(node, `package.json registers no ${type}`);
+  return node;
 }
 
 function flatten(catalog: Catalog, prefix = ''): Map<string, string> {
@@ -32,7 +39,13 @@ function flatten(catalog: Catalog, prefix = ''): Map<string, string> {
   return entries;
 }
 
-const catalogs = new Map(LANGUAGES.map((lang) => [lang, flatten(readCatalog(lang))]));
+// Per language, every node type's catalog in one map: each key starts with the type that owns it.
+const catalogs = new Map(
+  LANGUAGES.map((lang) => [
+    lang,
+    new Map(NODES.flatMap((node) => [...flatten(readCatalog(node, lang))])),
+  ]),
+);
 const english = catalogs.get('en-US') as Map<string, string>;
 
 function placeholders(text: string): string[] {
@@ -64,18 +77,18 @@ const RUNTIME_KEYS: Record<string, string[]> = {
   'thingsboard-provision.status.noConfig': [],
   'thingsboard-provision.errors.noConfig': [],
   'thingsboard-provision.errors.noKeys': ['server'],
-  'thingsboard-provision.errors.coapTls': [],
   'thingsboard-provision.errors.deviceName': ['error'],
   'thingsboard-provision.errors.badOverride': [],
   'thingsboard-provision.errors.closing': [],
   'thingsboard-provision.errors.notSaved': ['error'],
   'thingsboard-provision.errors.failed': ['detail', 'device', 'status'],
   'thingsboard-provision.errors.failedNoName': ['detail', 'status'],
-  'thingsboard-provision.warn.verifyOff': ['host'],
   'thingsboard-provision.warn.storeDamaged': ['movedTo'],
   'thingsboard-provision.warn.storeError': ['error'],
   'thingsboard-provision-config.errors.noHost': [],
   'thingsboard-provision-config.errors.badPort': ['transport'],
+  'thingsboard-provision-config.errors.coapTls': [],
+  'thingsboard-provision-config.warn.verifyOff': ['host'],
 };
 
 describe('message catalogs', function () {
@@ -90,9 +103,12 @@ describe('message catalogs', function () {
     }
   });
 
-  it('group everything under the two node types', function () {
-    for (const lang of LANGUAGES) {
-      assert.deepEqual(Object.keys(readCatalog(lang)).sort(), [...NODE_TYPES].sort(), lang);
+  it('exist for every node type in every language, each grouped under its own type', function () {
+    assert.ok(NODES.length >= 2);
+    for (const node of NODES) {
+      for (const lang of LANGUAGES) {
+        assert.deepEqual(Object.keys(readCatalog(node, lang)), [node.type], `${lang} ${node.type}`);
+      }
     }
   });
 
@@ -218,26 +234,50 @@ const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
   name: string;
   'node-red': { nodes: Record<string, string> };
 };
-const namespace = `${pkg.name}/${Object.keys(pkg['node-red'].nodes)[0]}:`;
+const editors = new Map(
+  NODES.map((node) => [node.type, fs.readFileSync(editorFile(node), 'utf8')]),
+);
 
-/** Runs the editor's script against a small stand-in for the editor API. */
-function loadEditor(): { definitions: Map<string, NodeDefinition>; requested: string[] } {
-  const html = fs.readFileSync(editorFile, 'utf8');
-  const code = checkMarkup(html, 'editor')
-    .filter((s) => attribute(s.attributes, 'type') === 'text/javascript')
-    .map((s) => s.body)
-    .join('\n');
+/** The package's editor resources a tag names, e.g. resources/<package>/editor.js. */
+function resourceOf(url: string): string {
+  const prefix = `resources/${pkg.name}/`;
+  assert.ok(url.startsWith(prefix), `${url} is not one of the package's resources`);
+  const file = path.join(root, 'resources', url.slice(prefix.length));
+  assert.ok(fs.existsSync(file), `${url}: no ${path.relative(root, file)}`);
+  return file;
+}
+
+interface LoadedEditors {
+  definitions: Map<string, NodeDefinition>;
+  /** The node type whose editor file registered each type. */
+  registeredBy: Map<string, string>;
+  requested: string[];
+}
+
+/**
+ * Runs every editor file's scripts, as the editor loads them (the shared resources they name
+ * first), against a small stand-in for the editor API.
+ */
+function loadEditors(): LoadedEditors {
   const definitions = new Map<string, NodeDefinition>();
+  const registeredBy = new Map<string, string>();
   const requested: string[] = [];
   const fields = new Map<string, unknown>();
+  let loading = '';
   const RED = {
     _: (key: string, options?: Record<string, unknown>) => {
       requested.push(key);
-      assert.ok(key.startsWith(namespace), `${key} is not in the ${namespace} catalog`);
-      return render(key.slice(namespace.length), options);
+      const [, packageName, type, entry] = /^([^:]+)\/([^/:]+):(.*)$/.exec(key) ?? [];
+      assert.equal(packageName, pkg.name, `${key} names another package`);
+      assert.ok(NODE_TYPES.includes(type), `${key}: ${type} is not a node type of the package`);
+      assert.ok(entry.startsWith(`${type}.`), `${key} is not in the ${type} catalog`);
+      return render(entry, options);
     },
     nodes: {
-      registerType: (type: string, def: NodeDefinition) => definitions.set(type, def),
+      registerType: (type: string, def: NodeDefinition) => {
+        definitions.set(type, def);
+        registeredBy.set(type, loading);
+      },
       node: () => null,
     },
     validators: {
@@ -248,13 +288,27 @@ function loadEditor(): { definitions: Map<string, NodeDefinition>; requested: st
     },
   };
   const $ = (selector: string) => ({ val: () => fields.get(selector) });
-  vm.runInNewContext(code, { RED, $ }, { filename: editorFile });
-  return { definitions, requested };
+  const context = vm.createContext({ RED, $ });
+  context.window = context;
+  for (const node of NODES) {
+    loading = node.type;
+    const html = editors.get(node.type) as string;
+    for (const block of checkMarkup(html, `${node.type} editor`)) {
+      if (attribute(block.attributes, 'type') !== 'text/javascript') continue;
+      const src = attribute(block.attributes, 'src');
+      const file = src ? resourceOf(src) : editorFile(node);
+      vm.runInContext(src ? fs.readFileSync(file, 'utf8') : block.body, context, {
+        filename: file,
+      });
+    }
+    for (const link of html.matchAll(/<link [^>]*href="([^"]+)"/g)) resourceOf(link[1]);
+  }
+  return { definitions, registeredBy, requested };
 }
 
 describe('editor', function () {
-  const html = fs.readFileSync(editorFile, 'utf8');
-  const { definitions, requested } = loadEditor();
+  const { definitions, registeredBy, requested } = loadEditors();
+  const html = (type: string): string => editors.get(type) as string;
   const config = definitions.get('thingsboard-provision-config') as NodeDefinition;
   const provision = definitions.get('thingsboard-provision') as NodeDefinition;
 
@@ -266,35 +320,52 @@ describe('editor', function () {
     return result === true;
   }
 
-  it('has one template per node type and registers both', function () {
-    const templates = checkMarkup(html, 'editor')
-      .map((s) => attribute(s.attributes, 'data-template-name'))
-      .filter(Boolean);
-    assert.deepEqual(templates.sort(), [...NODE_TYPES].sort());
+  it('has one editor file per node type, holding its template and registering it', function () {
+    for (const type of NODE_TYPES) {
+      const templates = checkMarkup(html(type), `${type} editor`)
+        .map((s) => attribute(s.attributes, 'data-template-name'))
+        .filter(Boolean);
+      assert.deepEqual(templates, [type]);
+      assert.equal(registeredBy.get(type), type);
+    }
     assert.deepEqual([...definitions.keys()].sort(), [...NODE_TYPES].sort());
   });
 
-  it('finds every data-i18n key in the catalog', function () {
-    const keys = i18nKeysOf(html);
-    assert.ok(keys.length > 20);
-    for (const key of keys) assert.ok(english.has(key), `data-i18n ${key} is not in the catalog`);
+  it("finds every data-i18n key in its node type's catalog", function () {
+    let count = 0;
+    for (const type of NODE_TYPES) {
+      for (const key of i18nKeysOf(html(type))) {
+        count++;
+        // The editor looks a template's keys up in the namespace of its node type.
+        assert.ok(key.startsWith(`${type}.`), `data-i18n ${key} is not in the ${type} catalog`);
+        assert.ok(english.has(key), `data-i18n ${key} is not in the catalog`);
+      }
+    }
+    assert.ok(count > 20);
   });
 
-  it('finds every key the script asks for in the catalog', function () {
-    const literal = [...html.matchAll(/\b(?:t|_)\(\s*'([^']+)'/g)].map((m) =>
-      m[1].replace(/^.*:/, ''),
-    );
-    assert.ok(literal.length > 10);
-    for (const key of literal) assert.ok(english.has(key), `${key} is not in the catalog`);
-    // What ran while registering went through the catalog's own namespace.
-    for (const key of requested) assert.ok(english.has(key.slice(namespace.length)), key);
+  it("finds every key the script asks for in its node type's catalog", function () {
+    let count = 0;
+    for (const type of NODE_TYPES) {
+      for (const m of html(type).matchAll(/\b(?:t|_)\(\s*'([^']+)'/g)) {
+        count++;
+        assert.ok(m[1].startsWith(`${type}.`), `${m[1]} is not in the ${type} catalog`);
+        assert.ok(english.has(m[1]), `${m[1]} is not in the catalog`);
+      }
+    }
+    assert.ok(count > 10);
+    // What ran while registering went through the namespace of a node type and its catalog.
+    assert.ok(requested.length > 0);
+    for (const key of requested) assert.ok(english.has(key.replace(/^.*:/, '')), key);
   });
 
   it('leaves no English text in the templates', function () {
-    for (const block of checkMarkup(html, 'editor')) {
-      if (attribute(block.attributes, 'type') !== 'text/html') continue;
-      const text = block.body.replace(/<[^>]*>/g, ' ').replace(/&nbsp;/g, ' ');
-      assert.equal(text.trim(), '', `visible text outside the catalog: ${text.trim()}`);
+    for (const type of NODE_TYPES) {
+      for (const block of checkMarkup(html(type), `${type} editor`)) {
+        if (attribute(block.attributes, 'type') !== 'text/html') continue;
+        const text = block.body.replace(/<[^>]*>/g, ' ').replace(/&nbsp;/g, ' ');
+        assert.equal(text.trim(), '', `visible text outside the catalog: ${text.trim()}`);
+      }
     }
   });
 
@@ -347,7 +418,9 @@ describe('editor', function () {
 
   it('offers exactly the transports and credential types of the contract', function () {
     const options = (id: string) => {
-      const select = new RegExp(`<select id="${id}"[^>]*>([\\s\\S]*?)</select>`).exec(html);
+      const select = new RegExp(`<select id="${id}"[^>]*>([\\s\\S]*?)</select>`).exec(
+        html('thingsboard-provision'),
+      );
       assert.ok(select, id);
       return [...select[1].matchAll(/value="([^"]*)"/g)].map((m) => m[1]);
     };
@@ -361,15 +434,20 @@ describe('editor', function () {
   });
 
   it('has an input for every property', function () {
+    const configHtml = html('thingsboard-provision-config');
     for (const property of Object.keys(config.defaults)) {
-      assert.match(html, new RegExp(`id="node-config-input-${property}"`), property);
+      assert.match(configHtml, new RegExp(`id="node-config-input-${property}"`), property);
     }
     for (const property of Object.keys(config.credentials ?? {})) {
-      assert.match(html, new RegExp(`id="node-config-input-${property}"`), property);
+      assert.match(configHtml, new RegExp(`id="node-config-input-${property}"`), property);
     }
-    assert.match(html, /<input type="password" id="node-config-input-provisionDeviceSecret"/);
+    assert.match(configHtml, /<input type="password" id="node-config-input-provisionDeviceSecret"/);
     for (const property of Object.keys(provision.defaults)) {
-      assert.match(html, new RegExp(`id="node-input-${property}"`), property);
+      assert.match(
+        html('thingsboard-provision'),
+        new RegExp(`id="node-input-${property}"`),
+        property,
+      );
     }
   });
 
@@ -429,7 +507,10 @@ describe('editor', function () {
 
   it('ships the icon it names', function () {
     assert.ok(provision.icon);
-    const icon = fs.readFileSync(path.join(root, 'src', 'nodes', 'icons', provision.icon), 'utf8');
+    const icon = fs.readFileSync(
+      path.join(nodeOf('thingsboard-provision').sourceDir, 'icons', provision.icon),
+      'utf8',
+    );
     assert.match(icon, /^<svg [^>]*viewBox="0 0 40 60"/);
     checkMarkup(icon, 'icon');
   });
@@ -439,15 +520,18 @@ describe('editor', function () {
 
 describe('help', function () {
   for (const lang of LANGUAGES) {
-    it(`documents both nodes in ${lang}`, function () {
-      const html = fs.readFileSync(
-        path.join(root, 'locales', lang, 'thingsboard-provision.html'),
-        'utf8',
-      );
-      const blocks = checkMarkup(html, `${lang} help`);
-      const byName = new Map(blocks.map((b) => [attribute(b.attributes, 'data-help-name'), b]));
-      assert.deepEqual([...byName.keys()].sort(), [...NODE_TYPES].sort());
-      for (const block of blocks) assert.equal(attribute(block.attributes, 'type'), 'text/html');
+    it(`documents every node type in ${lang}, each in its own help file`, function () {
+      const byName = new Map<string | undefined, ScriptBlock>();
+      for (const node of NODES) {
+        const html = fs.readFileSync(helpFile(node, lang), 'utf8');
+        const blocks = checkMarkup(html, `${lang} ${node.type} help`);
+        assert.deepEqual(
+          blocks.map((b) => attribute(b.attributes, 'data-help-name')),
+          [node.type],
+        );
+        for (const block of blocks) assert.equal(attribute(block.attributes, 'type'), 'text/html');
+        byName.set(node.type, blocks[0]);
+      }
 
       const node = (byName.get('thingsboard-provision') as ScriptBlock).body;
       assert.ok((node.match(/<h3>/g) ?? []).length >= 4, 'inputs, outputs, errors, details');
@@ -598,7 +682,7 @@ describe('examples', function () {
       }
       const provisions = flow.filter((n) => n.type === 'thingsboard-provision');
       assert.ok(provisions.length >= 1);
-      const { definitions } = loadEditor();
+      const { definitions } = loadEditors();
       const contract = Object.keys(
         (definitions.get('thingsboard-provision') as NodeDefinition).defaults,
       );

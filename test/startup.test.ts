@@ -1,31 +1,33 @@
 /**
- * Start-up stays cheap: requiring the shipped node module, registering its types and deploying a
+ * Start-up stays cheap: requiring the shipped node modules, registering their types and deploying a
  * provision node load no MQTT or CoAP library; each loads only when a node first provisions over it.
  * Checked in fresh processes (require.cache of a process that loaded nothing else of ours).
  */
 
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { LOADED_LIBRARIES, runFresh } from './support/fresh-process';
+import { packageNodes } from './support/package-nodes';
 
-const ROOT = path.resolve(__dirname, '..');
-const NODE_MODULE = path.join(ROOT, 'nodes', 'nodes', 'thingsboard-provision.js');
+const NODES = packageNodes();
+const RUNTIMES = JSON.stringify(NODES.map((node) => node.runtime));
 
 describe('start-up of the package', function () {
   this.timeout(40_000);
 
-  it('requiring the built node module and registering its types loads no MQTT, HTTP or CoAP library', async function () {
+  it('requiring the built node modules and registering their types loads no MQTT, HTTP or CoAP library', async function () {
     const result = await runFresh(`
       ${LOADED_LIBRARIES}
       const types = [];
-      require(${JSON.stringify(NODE_MODULE)})({
-        nodes: { registerType: (name) => types.push(name), createNode() {}, getNode() {} },
-        settings: {}, util: {}, _: (key) => key, log: {},
-      });
+      for (const runtime of ${RUNTIMES}) {
+        require(runtime)({
+          nodes: { registerType: (name) => types.push(name), createNode() {}, getNode() {} },
+          settings: {}, util: {}, _: (key) => key, log: {},
+        });
+      }
       console.log(JSON.stringify({ types, loaded: loaded() }));
     `);
     assert.deepEqual(result, {
-      types: ['thingsboard-provision-config', 'thingsboard-provision'],
+      types: NODES.map((node) => node.type),
       loaded: [],
     });
   });
@@ -54,7 +56,7 @@ describe('start-up of the package', function () {
           })),
         ];
         helper.settings({ userDir });
-        await helper.load(require(${JSON.stringify(NODE_MODULE)}), flow, {
+        await helper.load(${RUNTIMES}.map((runtime) => require(runtime)), flow, {
           cfg: { provisionDeviceKey: 'startup-key', provisionDeviceSecret: 'startup-secret' },
         });
         const steps = [{ after: 'deploy', loaded: loaded() }];

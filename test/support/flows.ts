@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Emulator } from '../../src/emulator';
-import { helper, provisionModule } from './node-red';
+import { helper, packageNodeModules } from './node-red';
 
 export const KEY = 'test-provision-key';
 export const SECRET = 'test-provision-secret-Zq9';
@@ -91,7 +91,7 @@ export async function loadFlow(
   extraModules: Array<(RED: Record<string, unknown>) => void> = [],
 ): Promise<void> {
   helper.settings({ userDir });
-  await helper.load([provisionModule, ...extraModules] as never, flow, credentials);
+  await helper.load([...packageNodeModules, ...extraModules] as never, flow, credentials);
 }
 
 export type Message = Record<string, unknown> & {

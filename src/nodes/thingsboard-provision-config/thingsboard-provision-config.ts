@@ -1,15 +1,11 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { ProvisionError } from '../protocol/errors';
-import type { TlsOptions, TransportName, TransportTarget } from '../transports/types';
+import { ProvisionError } from '../../protocol/errors';
+import type { TlsOptions, TransportName, TransportTarget } from '../../transports/types';
+import type { ProvisionConfigNode, ProvisionKeys } from '../shared/server-config';
 
-export const CONFIG_TYPE = 'thingsboard-provision-config';
+const CONFIG_TYPE = 'thingsboard-provision-config';
 
 const DEFAULT_PORTS: Record<TransportName, number> = { mqtt: 1883, http: 8080, coap: 5683 };
-
-export interface ProvisionKeys {
-  provisionDeviceKey?: string;
-  provisionDeviceSecret?: string;
-}
 
 interface ConfigDef extends NodeDef {
   host?: string;
@@ -26,21 +22,14 @@ interface TlsConfigNode extends Node {
   addTLSOptions(options: Record<string, unknown>): Record<string, unknown>;
 }
 
-export interface ProvisionConfigNode extends Node<ProvisionKeys> {
-  host: string;
-  ports: Record<TransportName, number>;
-  usetls: boolean;
-  /** Where to reach the server over one transport; throws a ProvisionError the flow can act on. */
-  target(transport: TransportName): TransportTarget;
-}
-
 function parsePort(value: unknown, fallback: number): number {
   if (value === undefined || value === '') return fallback;
   const port = Number(value);
   return Number.isInteger(port) && port > 0 && port < 65536 ? port : NaN;
 }
 
-export function registerConfigNode(RED: NodeAPI): void {
+/** Node-RED entry point: registers the ThingsBoard server configuration node. */
+export = function registerConfigNode(RED: NodeAPI): void {
   function ThingsboardProvisionConfig(this: ProvisionConfigNode, def: ConfigDef): void {
     RED.nodes.createNode(this, def);
     const node: ProvisionConfigNode = this; // eslint-disable-line @typescript-eslint/no-this-alias
@@ -80,7 +69,10 @@ export function registerConfigNode(RED: NodeAPI): void {
       }
       if (!node.usetls) return { host: node.host, port };
       if (transport === 'coap') {
-        throw new ProvisionError('INVALID_INPUT', RED._('thingsboard-provision.errors.coapTls'));
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          RED._('thingsboard-provision-config.errors.coapTls'),
+        );
       }
       const tls: TlsOptions = { rejectUnauthorized: true };
       const tlsNode = def.tls ? (RED.nodes.getNode(def.tls) as TlsConfigNode | null) : null;
@@ -102,7 +94,7 @@ export function registerConfigNode(RED: NodeAPI): void {
       }
       if (tls.rejectUnauthorized === false && !warnedVerifyOff) {
         warnedVerifyOff = true;
-        node.warn(RED._('thingsboard-provision.warn.verifyOff', { host: node.host }));
+        node.warn(RED._('thingsboard-provision-config.warn.verifyOff', { host: node.host }));
       }
       return { host: node.host, port, tls };
     };
@@ -118,4 +110,4 @@ export function registerConfigNode(RED: NodeAPI): void {
       },
     },
   );
-}
+};

@@ -1,30 +1,30 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { ProvisionError } from '../protocol/errors';
-import { MAX_DEVICE_NAME_LENGTH } from '../protocol/request';
-import { findBadCharacter, quotePrefix } from '../protocol/text';
+import { ProvisionError } from '../../protocol/errors';
+import { MAX_DEVICE_NAME_LENGTH } from '../../protocol/request';
+import { findBadCharacter, quotePrefix } from '../../protocol/text';
 import {
   CredentialsNotSavedError,
   Provisioner,
   defaultStorePath,
   isCancelledError,
   openCredentialStore,
-} from '../provisioner';
-import type { CredentialStore } from '../provisioner';
-import type { CredentialsMode, ProvisionResult } from '../provisioner/types';
+} from '../../provisioner';
+import type { CredentialStore } from '../../provisioner';
+import type { CredentialsMode, ProvisionResult } from '../../provisioner/types';
 import {
   closeCoapLinks,
   closeHttpAgents,
   forgetTlsSessions,
   verifyDeviceCredentials,
-} from '../transports';
-import type { TransportName } from '../transports/types';
-import type { ProvisionConfigNode } from './config-node';
-import { outputFields } from './message';
-import { StatusReporter } from './status';
+} from '../../transports';
+import type { TransportName } from '../../transports/types';
+import { outputFields } from '../shared/message';
+import type { ProvisionConfigNode } from '../shared/server-config';
+import { StatusReporter } from '../shared/status';
 
-export const PROVISION_TYPE = 'thingsboard-provision';
+const PROVISION_TYPE = 'thingsboard-provision';
 
 interface ProvisionDef extends NodeDef {
   config?: string;
@@ -83,7 +83,8 @@ function evaluateProperty(
   });
 }
 
-export function registerProvisionNode(RED: NodeAPI): void {
+/** Node-RED entry point: registers the provision node. */
+export = function registerProvisionNode(RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>): string =>
     RED._(`thingsboard-provision.${key}`, params);
 
@@ -267,4 +268,4 @@ export function registerProvisionNode(RED: NodeAPI): void {
   }
 
   RED.nodes.registerType(PROVISION_TYPE, ThingsboardProvision);
-}
+};
