@@ -19,6 +19,13 @@
       };
     },
 
+    /** Adds an option per value to a select, labelled from the catalog. */
+    fillSelect: function (select, values, labelOf) {
+      values.forEach(function (value) {
+        $('<option>').attr('value', value).text(labelOf(value)).appendTo(select);
+      });
+    },
+
     /** ${NAME} or $(NAME): an environment variable Node-RED substitutes at deploy. */
     isEnvReference: function (value) {
       return typeof value === 'string' && /^\$\{[^}]+\}$|^\$\([^)]+\)$/.test(value.trim());

@@ -2,8 +2,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import vm from 'node:vm';
-import { catalogFile, editorFile, helpFile, packageNodes } from './support/package-nodes';
+import {
+  catalogFile,
+  editorFile,
+  editorSettings,
+  helpFile,
+  packageNodes,
+} from './support/package-nodes';
 import type { PackageNode } from './support/package-nodes';
+import { fakeJquery, type FakeElement } from './support/fake-jquery';
 
 /**
  * The editor, its message catalogs, the help and the examples: what a user sees before any message
@@ -252,6 +259,8 @@ interface LoadedEditors {
   /** The node type whose editor file registered each type. */
   registeredBy: Map<string, string>;
   requested: string[];
+  /** The elements the scripts have touched, by selector. */
+  element: (selector: string) => FakeElement;
 }
 
 /**
@@ -262,7 +271,7 @@ function loadEditors(): LoadedEditors {
   const definitions = new Map<string, NodeDefinition>();
   const registeredBy = new Map<string, string>();
   const requested: string[] = [];
-  const fields = new Map<string, unknown>();
+  const { $, find } = fakeJquery();
   let loading = '';
   const RED = {
     _: (key: string, options?: Record<string, unknown>) => {
@@ -280,6 +289,7 @@ function loadEditors(): LoadedEditors {
       },
       node: () => null,
     },
+    settings: editorSettings(),
     validators: {
       typedInput: () =>
         function (v: unknown) {
@@ -287,7 +297,6 @@ function loadEditors(): LoadedEditors {
         },
     },
   };
-  const $ = (selector: string) => ({ val: () => fields.get(selector) });
   const context = vm.createContext({ RED, $ });
   context.window = context;
   for (const node of NODES) {
@@ -303,11 +312,11 @@ function loadEditors(): LoadedEditors {
     }
     for (const link of html.matchAll(/<link [^>]*href="([^"]+)"/g)) resourceOf(link[1]);
   }
-  return { definitions, registeredBy, requested };
+  return { definitions, registeredBy, requested, element: find };
 }
 
 describe('editor', function () {
-  const { definitions, registeredBy, requested } = loadEditors();
+  const { definitions, registeredBy, requested, element } = loadEditors();
   const html = (type: string): string => editors.get(type) as string;
   const config = definitions.get('thingsboard-provision-config') as NodeDefinition;
   const provision = definitions.get('thingsboard-provision') as NodeDefinition;
@@ -347,7 +356,8 @@ describe('editor', function () {
   it("finds every key the script asks for in its node type's catalog", function () {
     let count = 0;
     for (const type of NODE_TYPES) {
-      for (const m of html(type).matchAll(/\b(?:t|_)\(\s*'([^']+)'/g)) {
+      // Whole keys; a key built from a prefix is checked when it is asked for (below).
+      for (const m of html(type).matchAll(/\b(?:t|_)\(\s*'([^']+)'\s*[,)]/g)) {
         count++;
         assert.ok(m[1].startsWith(`${type}.`), `${m[1]} is not in the ${type} catalog`);
         assert.ok(english.has(m[1]), `${m[1]} is not in the catalog`);
@@ -416,21 +426,47 @@ describe('editor', function () {
     assert.equal(provision.defaults.config.required, true);
   });
 
-  it('offers exactly the transports and credential types of the contract', function () {
+  it('offers exactly the transports and credential types of the contract, labelled', function () {
+    const editing = { transport: 'http', credentialsType: 'MQTT_BASIC' };
+    provision.oneditprepare?.call(editing);
     const options = (id: string) => {
-      const select = new RegExp(`<select id="${id}"[^>]*>([\\s\\S]*?)</select>`).exec(
-        html('thingsboard-provision'),
-      );
-      assert.ok(select, id);
-      return [...select[1].matchAll(/value="([^"]*)"/g)].map((m) => m[1]);
+      const select = element(`#${id}`);
+      assert.ok(html('thingsboard-provision').includes(`<select id="${id}"`), id);
+      return select.children.map((option) => [option.attributes.get('value'), option.label]);
     };
-    assert.deepEqual(options('node-input-transport'), ['mqtt', 'http', 'coap']);
-    assert.deepEqual(options('node-input-credentialsType'), [
-      'server',
-      'ACCESS_TOKEN',
-      'MQTT_BASIC',
-      'X509_CERTIFICATE',
-    ]);
+    assert.deepEqual(
+      options('node-input-transport'),
+      ['mqtt', 'http', 'coap'].map((t) => [t, english.get(`thingsboard-provision.transport.${t}`)]),
+    );
+    assert.deepEqual(
+      options('node-input-credentialsType'),
+      ['server', 'ACCESS_TOKEN', 'MQTT_BASIC', 'X509_CERTIFICATE'].map((type) => [
+        type,
+        english.get(`thingsboard-provision.credentialsType.${type}`),
+      ]),
+    );
+    // The node's own values are chosen once the choices are there.
+    assert.equal(element('#node-input-transport').val(), 'http');
+    assert.equal(element('#node-input-credentialsType').val(), 'MQTT_BASIC');
+  });
+
+  it('moves the well-known ports to their TLS twins when TLS is ticked, and back', function () {
+    config.oneditprepare?.call({});
+    const usetls = element('#node-config-input-usetls');
+    const ports = () =>
+      ['mqtt', 'http', 'coap'].map((t) => element(`#node-config-input-${t}Port`).val());
+    const set = (values: unknown[]) =>
+      ['mqtt', 'http', 'coap'].forEach((t, i) =>
+        element(`#node-config-input-${t}Port`).val(values[i]),
+      );
+    set([1883, 8080, 5683]);
+    usetls.prop('checked', true).trigger('change');
+    assert.deepEqual(ports(), ['8883', '443', 5683]);
+    usetls.prop('checked', false).trigger('change');
+    assert.deepEqual(ports(), ['1883', '8080', 5683]);
+    set(['1884', '8080', '5683']);
+    usetls.prop('checked', true).trigger('change');
+    assert.deepEqual(ports(), ['1884', '443', '5683'], 'a custom port stays');
   });
 
   it('has an input for every property', function () {

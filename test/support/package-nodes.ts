@@ -46,3 +46,40 @@ export function catalogFile(node: PackageNode, lang: string, dir = node.sourceDi
 export function helpFile(node: PackageNode, lang: string, dir = node.sourceDir): string {
   return path.join(dir, 'locales', lang, `${node.base}.html`);
 }
+
+interface NodeSetting {
+  value?: unknown;
+  exportable?: boolean;
+}
+
+/**
+ * What the editor finds in RED.settings from the package: the exportable settings each node type
+ * registers from its source runtime, under a name Node-RED accepts (prefixed by the camel-cased
+ * type), as JSON carries them.
+ */
+export function editorSettings(): Record<string, unknown> {
+  const settings: Record<string, unknown> = {};
+  for (const node of packageNodes()) {
+    const register = require(path.join(node.sourceDir, node.base)) as (RED: unknown) => void;
+    register({
+      nodes: {
+        registerType(type: string, _constructor: unknown, options?: { settings?: object }) {
+          const prefix = type.replace(/[^a-zA-Z0-9]+(.)/g, (_, c: string) => c.toUpperCase());
+          for (const [name, setting] of Object.entries(options?.settings ?? {})) {
+            if (!name.startsWith(prefix))
+              throw new Error(`${type}: setting ${name} lacks ${prefix}`);
+            const { value, exportable } = setting as NodeSetting;
+            if (exportable) settings[name] = JSON.parse(JSON.stringify(value)) as unknown;
+          }
+        },
+        createNode() {},
+        getNode() {},
+      },
+      settings: {},
+      util: {},
+      _: (key: string) => key,
+      log: {},
+    });
+  }
+  return settings;
+}

@@ -1,17 +1,16 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { ProvisionError } from '../../protocol/errors';
+import { TRANSPORTS, TRANSPORT_NAMES } from '../../transports/types';
 import type { TlsOptions, TransportName, TransportTarget } from '../../transports/types';
 import type { ProvisionConfigNode, ProvisionKeys } from '../shared/server-config';
 
 const CONFIG_TYPE = 'thingsboard-provision-config';
 
-const DEFAULT_PORTS: Record<TransportName, number> = { mqtt: 1883, http: 8080, coap: 5683 };
+/** The property holding a transport's port: mqttPort, httpPort, coapPort. */
+type PortProperty = `${TransportName}Port`;
 
-interface ConfigDef extends NodeDef {
+interface ConfigDef extends NodeDef, Partial<Record<PortProperty, string | number>> {
   host?: string;
-  mqttPort?: string | number;
-  httpPort?: string | number;
-  coapPort?: string | number;
   usetls?: boolean;
   tls?: string;
 }
@@ -35,11 +34,12 @@ export = function registerConfigNode(RED: NodeAPI): void {
     const node: ProvisionConfigNode = this; // eslint-disable-line @typescript-eslint/no-this-alias
     node.host = (def.host ?? '').trim();
     node.usetls = def.usetls === true;
-    node.ports = {
-      mqtt: parsePort(def.mqttPort, DEFAULT_PORTS.mqtt),
-      http: parsePort(def.httpPort, DEFAULT_PORTS.http),
-      coap: parsePort(def.coapPort, DEFAULT_PORTS.coap),
-    };
+    node.ports = Object.fromEntries(
+      TRANSPORT_NAMES.map((name) => [
+        name,
+        parsePort(def[`${name}Port`], TRANSPORTS[name].defaultPort),
+      ]),
+    ) as Record<TransportName, number>;
     let warnedVerifyOff = false;
     // Built once per transport: the same TLS object lets the transports reuse what they derived.
     const targets = new Map<TransportName, TransportTarget>();
@@ -68,7 +68,7 @@ export = function registerConfigNode(RED: NodeAPI): void {
         );
       }
       if (!node.usetls) return { host: node.host, port };
-      if (transport === 'coap') {
+      if (!TRANSPORTS[transport].tls) {
         throw new ProvisionError(
           'INVALID_INPUT',
           RED._('thingsboard-provision-config.errors.coapTls'),
@@ -108,6 +108,8 @@ export = function registerConfigNode(RED: NodeAPI): void {
         provisionDeviceKey: { type: 'text' },
         provisionDeviceSecret: { type: 'password' },
       },
+      // The editor builds its port defaults and transport choices from this.
+      settings: { thingsboardProvisionConfigTransports: { value: TRANSPORTS, exportable: true } },
     },
   );
 };

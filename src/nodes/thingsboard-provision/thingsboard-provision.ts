@@ -4,6 +4,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import { ProvisionError } from '../../protocol/errors';
 import { MAX_DEVICE_NAME_LENGTH } from '../../protocol/request';
 import { findBadCharacter, quotePrefix } from '../../protocol/text';
+import { CREDENTIALS_MODES, isCredentialsMode } from '../../protocol/types';
 import {
   CredentialsNotSavedError,
   Provisioner,
@@ -12,14 +13,14 @@ import {
   openCredentialStore,
 } from '../../provisioner';
 import type { CredentialStore } from '../../provisioner';
-import type { CredentialsMode, ProvisionResult } from '../../provisioner/types';
+import type { ProvisionResult } from '../../provisioner/types';
 import {
   closeCoapLinks,
   closeHttpAgents,
   forgetTlsSessions,
   verifyDeviceCredentials,
 } from '../../transports';
-import type { TransportName } from '../../transports/types';
+import { TRANSPORTS, isTransportName } from '../../transports/types';
 import { outputFields } from '../shared/message';
 import type { ProvisionConfigNode } from '../shared/server-config';
 import { StatusReporter } from '../shared/status';
@@ -46,14 +47,6 @@ type ProvisionMessage = NodeMessageInFlow & {
   gateway?: unknown;
   [key: string]: unknown;
 };
-
-const TRANSPORTS: readonly TransportName[] = ['mqtt', 'http', 'coap'];
-const MODES: readonly CredentialsMode[] = [
-  'server',
-  'ACCESS_TOKEN',
-  'MQTT_BASIC',
-  'X509_CERTIFICATE',
-];
 
 /** Provision nodes alive in this process; the shared HTTP agents close with the last one. */
 let liveNodes = 0;
@@ -96,12 +89,8 @@ export = function registerProvisionNode(RED: NodeAPI): void {
     const server = def.config
       ? (RED.nodes.getNode(def.config) as ProvisionConfigNode | null)
       : null;
-    const transport = TRANSPORTS.includes(def.transport as TransportName)
-      ? (def.transport as TransportName)
-      : 'mqtt';
-    const credentialsMode = MODES.includes(def.credentialsType as CredentialsMode)
-      ? (def.credentialsType as CredentialsMode)
-      : 'server';
+    const transport = isTransportName(def.transport) ? def.transport : 'mqtt';
+    const credentialsMode = isCredentialsMode(def.credentialsType) ? def.credentialsType : 'server';
     const timeoutMs = numberSetting(def.timeout, 10, 0.1) * 1000;
     const retries = Math.floor(numberSetting(def.retries, 2, 0));
     const concurrency = Math.floor(numberSetting(def.concurrency, 8, 1));
@@ -142,7 +131,7 @@ export = function registerProvisionNode(RED: NodeAPI): void {
 
     const serverInfo = () => ({
       host: server?.host ?? '',
-      mqttPort: server?.ports.mqtt ?? 1883,
+      mqttPort: server?.ports.mqtt ?? TRANSPORTS.mqtt.defaultPort,
       usetls: server?.usetls ?? false,
     });
 
@@ -267,5 +256,10 @@ export = function registerProvisionNode(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType(PROVISION_TYPE, ThingsboardProvision);
+  RED.nodes.registerType(PROVISION_TYPE, ThingsboardProvision, {
+    // The editor builds its credentials choices from this.
+    settings: {
+      thingsboardProvisionCredentialsModes: { value: CREDENTIALS_MODES, exportable: true },
+    },
+  });
 };
