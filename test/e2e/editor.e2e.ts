@@ -201,7 +201,12 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
       Object.keys(shipped['node-red'].nodes).sort(),
       `node sets of ${MODULE}: ${JSON.stringify(ours)}`,
     );
-    assert.deepEqual(ours.flatMap((set) => set.types).sort(), [CONFIG_TYPE, PROVISION_TYPE].sort());
+    for (const type of [CONFIG_TYPE, PROVISION_TYPE]) {
+      assert.ok(
+        ours.some((set) => set.types.includes(type)),
+        `${type} is not loaded`,
+      );
+    }
     for (const set of ours) {
       assert.deepEqual(set.types, [set.name], 'a node set registers the type it is named after');
       assert.equal(set.enabled, true);
