@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { provisionOverHttp } from './emulator-clients';
+import { provisionOverHttp } from './support/emulator-clients';
 
 const CLI = path.join(__dirname, '..', 'src', 'emulator', 'cli.ts');
 

@@ -2,15 +2,15 @@
 
 import assert from 'node:assert/strict';
 import type { Emulator } from '../src/emulator';
+import { delay } from './support/common';
 import {
   CREATE,
   PRE,
   RawMqttClient,
   request,
-  sleep,
   startEmulator,
   type MqttEvent,
-} from './emulator-clients';
+} from './support/emulator-clients';
 
 function expectCmd<T extends MqttEvent['cmd']>(
   event: MqttEvent,
@@ -356,7 +356,7 @@ describe('emulator MQTT', () => {
       const { client } = await connect({ username: 'device-token' });
       client.publish('/provision/request', request(CREATE, { deviceName: 'sneaky' }), 1);
       expectCmd(await client.next(), 'puback');
-      await sleep(50);
+      await delay(50);
       assert.equal(emulator.requests.length, 0);
       assert.equal(emulator.device('sneaky'), undefined);
     });

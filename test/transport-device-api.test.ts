@@ -4,9 +4,9 @@ import * as assert from 'node:assert/strict';
 import type { ProvisionAnswer } from '../src/protocol';
 import { getTransport, verifyDeviceCredentials } from '../src/transports';
 import type { TransportName } from '../src/transports';
+import { TRANSPORTS } from './support/common';
 import {
   HOST,
-  TRANSPORTS,
   allowRequest,
   closedTcpPort,
   closedUdpPort,
@@ -17,9 +17,9 @@ import {
   targetOf,
   uniqueName,
   watchForLeaks,
-} from './transport-helpers';
-import type { RemoteEmulator } from './transport-helpers';
-import { TEST_DEVICE_CERTS } from './transport-certificates';
+} from './support/transport-helpers';
+import type { RemoteEmulator } from './support/transport-helpers';
+import { TEST_DEVICE_CERTS } from './support/transport-certificates';
 
 const token = (value: string): ProvisionAnswer => ({
   status: 'SUCCESS',

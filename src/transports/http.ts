@@ -3,11 +3,10 @@
  * keep-alive connection pool per server and TLS configuration. The body is read with a byte cap
  * whatever its type.
  *
- * Why undici rather than node:http: the same keep-alive POST cost 20-30 % less client CPU through
- * undici's dispatcher than through http.request (a ClientRequest and an IncomingMessage stream per
- * exchange); see bench/README.md. Its pools connect through connectSocket() below, so an HTTPS
- * connection reuses the parsed TLS material and the server's last session like MQTT over TLS,
- * and a TLS handshake that fails is still told apart from a refused certificate.
+ * undici rather than node:http: its dispatcher builds no request and response streams per exchange.
+ * Its pools connect through connectSocket() below, so an HTTPS connection reuses the parsed TLS
+ * material and the server's last session like MQTT over TLS, and a TLS handshake that fails is
+ * still told apart from a refused certificate.
  */
 
 import * as net from 'node:net';

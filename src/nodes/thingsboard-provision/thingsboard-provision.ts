@@ -1,22 +1,23 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { ProvisionError } from '../protocol/errors';
-import { MAX_DEVICE_NAME_LENGTH } from '../protocol/request';
-import { findBadCharacter, quotePrefix } from '../protocol/text';
-import { CredentialsNotSavedError, Provisioner, isCancelledError } from '../provisioner';
-import type { CredentialsMode, ProvisionResult } from '../provisioner/types';
-import type { StoreLease } from '../store';
+import { ProvisionError } from '../../protocol/errors';
+import { MAX_DEVICE_NAME_LENGTH } from '../../protocol/request';
+import { findBadCharacter, quotePrefix } from '../../protocol/text';
+import { CREDENTIALS_MODES, isCredentialsMode } from '../../protocol/types';
+import { CredentialsNotSavedError, Provisioner, isCancelledError } from '../../provisioner';
+import type { ProvisionResult } from '../../provisioner/types';
+import type { StoreLease } from '../../store';
 import {
   closeCoapLinks,
   closeHttpAgents,
   forgetTlsSessions,
   verifyDeviceCredentials,
-} from '../transports';
-import type { TransportName } from '../transports/types';
-import type { ProvisionConfigNode } from './config-node';
-import { outputFields } from './message';
-import { StatusReporter } from './status';
+} from '../../transports';
+import { TRANSPORTS, isTransportName } from '../../transports/types';
+import { outputFields } from '../shared/message';
+import type { ProvisionConfigNode } from '../shared/server-config';
+import { StatusReporter } from '../shared/status';
 
-export const PROVISION_TYPE = 'thingsboard-provision';
+const PROVISION_TYPE = 'thingsboard-provision';
 
 interface ProvisionDef extends NodeDef {
   config?: string;
@@ -38,14 +39,6 @@ type ProvisionMessage = NodeMessageInFlow & {
   gateway?: unknown;
   [key: string]: unknown;
 };
-
-const TRANSPORTS: readonly TransportName[] = ['mqtt', 'http', 'coap'];
-const MODES: readonly CredentialsMode[] = [
-  'server',
-  'ACCESS_TOKEN',
-  'MQTT_BASIC',
-  'X509_CERTIFICATE',
-];
 
 /** Provision nodes alive in this process; the shared HTTP agents close with the last one. */
 let liveNodes = 0;
@@ -75,7 +68,8 @@ function evaluateProperty(
   });
 }
 
-export function registerProvisionNode(RED: NodeAPI): void {
+/** Node-RED entry point: registers the provision node. */
+export = function registerProvisionNode(RED: NodeAPI): void {
   const t = (key: string, params?: Record<string, string | number>): string =>
     RED._(`thingsboard-provision.${key}`, params);
 
@@ -87,12 +81,8 @@ export function registerProvisionNode(RED: NodeAPI): void {
     const server = def.config
       ? (RED.nodes.getNode(def.config) as ProvisionConfigNode | null)
       : null;
-    const transport = TRANSPORTS.includes(def.transport as TransportName)
-      ? (def.transport as TransportName)
-      : 'mqtt';
-    const credentialsMode = MODES.includes(def.credentialsType as CredentialsMode)
-      ? (def.credentialsType as CredentialsMode)
-      : 'server';
+    const transport = isTransportName(def.transport) ? def.transport : 'mqtt';
+    const credentialsMode = isCredentialsMode(def.credentialsType) ? def.credentialsType : 'server';
     const timeoutMs = numberSetting(def.timeout, 10, 0.1) * 1000;
     const retries = Math.floor(numberSetting(def.retries, 2, 0));
     const concurrency = Math.floor(numberSetting(def.concurrency, 8, 1));
@@ -135,7 +125,7 @@ export function registerProvisionNode(RED: NodeAPI): void {
 
     const serverInfo = () => ({
       host: server?.host ?? '',
-      mqttPort: server?.ports.mqtt ?? 1883,
+      mqttPort: server?.ports.mqtt ?? TRANSPORTS.mqtt.defaultPort,
       usetls: server?.usetls ?? false,
     });
 
@@ -260,5 +250,10 @@ export function registerProvisionNode(RED: NodeAPI): void {
     });
   }
 
-  RED.nodes.registerType(PROVISION_TYPE, ThingsboardProvision);
-}
+  RED.nodes.registerType(PROVISION_TYPE, ThingsboardProvision, {
+    // The editor builds its credentials choices from this.
+    settings: {
+      thingsboardProvisionCredentialsModes: { value: CREDENTIALS_MODES, exportable: true },
+    },
+  });
+};

@@ -10,8 +10,9 @@ import * as net from 'node:net';
 import * as coap from 'coap';
 import { generate as generateCoap, parse as parseCoap, type ParsedPacket } from 'coap-packet';
 import { generate, parser, type Packet, type IConnectPacket } from 'mqtt-packet';
-import { Emulator } from '../src/emulator';
-import type { EmulatorOptions, ProfileSpec } from '../src/emulator/types';
+import { delay } from './common';
+import { Emulator } from '../../src/emulator';
+import type { EmulatorOptions, ProfileSpec } from '../../src/emulator/types';
 
 export const CREATE: ProfileSpec = {
   name: 'create-profile',
@@ -60,14 +61,10 @@ export function request(profile: ProfileSpec, fields: Record<string, unknown> = 
   });
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** Resource names left after a couple of event-loop turns (closing handles need one to go). */
 export async function activeResources(): Promise<string[]> {
   await new Promise((resolve) => setImmediate(resolve));
-  await sleep(20);
+  await delay(20);
   return process.getActiveResourcesInfo().filter((name) => name !== 'TTYWrap');
 }
 
@@ -192,7 +189,7 @@ export class RawMqttClient {
 
   /** Resolves true if nothing arrives within ms (the connection staying open). */
   async quietFor(ms: number): Promise<boolean> {
-    await sleep(ms);
+    await delay(ms);
     return this.cursor >= this.events.length;
   }
 

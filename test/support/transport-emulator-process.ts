@@ -3,8 +3,8 @@
  * only the client's sockets and timers and a leak check there sees the client alone.
  */
 
-import { Emulator } from '../src/emulator';
-import type { EmulatorOptions } from '../src/emulator';
+import { Emulator } from '../../src/emulator';
+import type { EmulatorOptions } from '../../src/emulator';
 
 interface Call {
   id: number;

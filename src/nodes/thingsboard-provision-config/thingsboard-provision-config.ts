@@ -1,33 +1,26 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { ProvisionError } from '../protocol/errors';
-import { orList } from '../protocol/text';
+import { ProvisionError } from '../../protocol/errors';
+import { orList } from '../../protocol/text';
 import {
   STORE_BACKENDS,
   SharedStore,
   defaultStorePath,
   isStoreBackend,
   openStore,
-  type StoreLease,
-  type StoreWarningListener,
-} from '../store';
-import type { TlsOptions, TransportName, TransportTarget } from '../transports/types';
+} from '../../store';
+import { TRANSPORTS, TRANSPORT_NAMES } from '../../transports/types';
+import type { TlsOptions, TransportName, TransportTarget } from '../../transports/types';
+import type { ProvisionConfigNode, ProvisionKeys } from '../shared/server-config';
 
-export const CONFIG_TYPE = 'thingsboard-provision-config';
+const CONFIG_TYPE = 'thingsboard-provision-config';
 
-const DEFAULT_PORTS: Record<TransportName, number> = { mqtt: 1883, http: 8080, coap: 5683 };
+/** The property holding a transport's port: mqttPort, httpPort, coapPort. */
+type PortProperty = `${TransportName}Port`;
 
-export interface ProvisionKeys {
-  provisionDeviceKey?: string;
-  provisionDeviceSecret?: string;
-}
-
-interface ConfigDef extends NodeDef {
+interface ConfigDef extends NodeDef, Partial<Record<PortProperty, string | number>> {
   host?: string;
-  mqttPort?: string | number;
-  httpPort?: string | number;
-  coapPort?: string | number;
   usetls?: boolean;
   tls?: string;
   /** The credential store backend; `file` when absent. */
@@ -40,33 +33,25 @@ interface TlsConfigNode extends Node {
   addTLSOptions(options: Record<string, unknown>): Record<string, unknown>;
 }
 
-export interface ProvisionConfigNode extends Node<ProvisionKeys> {
-  host: string;
-  ports: Record<TransportName, number>;
-  usetls: boolean;
-  /** Where to reach the server over one transport; throws a ProvisionError the flow can act on. */
-  target(transport: TransportName): TransportTarget;
-  /** The store this server's nodes share, opened on first use; release the lease on close. */
-  useStore(onWarning: StoreWarningListener): StoreLease;
-}
-
 function parsePort(value: unknown, fallback: number): number {
   if (value === undefined || value === '') return fallback;
   const port = Number(value);
   return Number.isInteger(port) && port > 0 && port < 65536 ? port : NaN;
 }
 
-export function registerConfigNode(RED: NodeAPI): void {
+/** Node-RED entry point: registers the ThingsBoard server configuration node. */
+export = function registerConfigNode(RED: NodeAPI): void {
   function ThingsboardProvisionConfig(this: ProvisionConfigNode, def: ConfigDef): void {
     RED.nodes.createNode(this, def);
     const node: ProvisionConfigNode = this; // eslint-disable-line @typescript-eslint/no-this-alias
     node.host = (def.host ?? '').trim();
     node.usetls = def.usetls === true;
-    node.ports = {
-      mqtt: parsePort(def.mqttPort, DEFAULT_PORTS.mqtt),
-      http: parsePort(def.httpPort, DEFAULT_PORTS.http),
-      coap: parsePort(def.coapPort, DEFAULT_PORTS.coap),
-    };
+    node.ports = Object.fromEntries(
+      TRANSPORT_NAMES.map((name) => [
+        name,
+        parsePort(def[`${name}Port`], TRANSPORTS[name].defaultPort),
+      ]),
+    ) as Record<TransportName, number>;
     let warnedVerifyOff = false;
     // Built once per transport: the same TLS object lets the transports reuse what they derived.
     const targets = new Map<TransportName, TransportTarget>();
@@ -95,8 +80,11 @@ export function registerConfigNode(RED: NodeAPI): void {
         );
       }
       if (!node.usetls) return { host: node.host, port };
-      if (transport === 'coap') {
-        throw new ProvisionError('INVALID_INPUT', RED._('thingsboard-provision.errors.coapTls'));
+      if (!TRANSPORTS[transport].tls) {
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          RED._('thingsboard-provision-config.errors.coapTls'),
+        );
       }
       const tls: TlsOptions = { rejectUnauthorized: true };
       const tlsNode = def.tls ? (RED.nodes.getNode(def.tls) as TlsConfigNode | null) : null;
@@ -118,7 +106,7 @@ export function registerConfigNode(RED: NodeAPI): void {
       }
       if (tls.rejectUnauthorized === false && !warnedVerifyOff) {
         warnedVerifyOff = true;
-        node.warn(RED._('thingsboard-provision.warn.verifyOff', { host: node.host }));
+        node.warn(RED._('thingsboard-provision-config.warn.verifyOff', { host: node.host }));
       }
       return { host: node.host, port, tls };
     };
@@ -147,6 +135,8 @@ export function registerConfigNode(RED: NodeAPI): void {
         provisionDeviceKey: { type: 'text' },
         provisionDeviceSecret: { type: 'password' },
       },
+      // The editor builds its port defaults and transport choices from this.
+      settings: { thingsboardProvisionConfigTransports: { value: TRANSPORTS, exportable: true } },
     },
   );
-}
+};

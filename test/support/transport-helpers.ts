@@ -14,13 +14,12 @@ import type {
   FaultSpec,
   ProfileSpec,
   RecordedRequest,
-} from '../src/emulator';
-import { ProvisionError } from '../src/protocol';
-import type { ErrorStatus, ProvisionRequest } from '../src/protocol';
-import { closeHttpAgents } from '../src/transports';
-import type { TransportName, TransportTarget } from '../src/transports';
+} from '../../src/emulator';
+import { ProvisionError } from '../../src/protocol';
+import type { ErrorStatus, ProvisionRequest } from '../../src/protocol';
+import { closeHttpAgents } from '../../src/transports';
+import type { TransportName, TransportTarget } from '../../src/transports';
 
-export const TRANSPORTS: readonly TransportName[] = ['mqtt', 'http', 'coap'];
 export const HOST = '127.0.0.1';
 
 export const ALLOW = { key: 'allow-key', secret: 'allow-secret' };

@@ -1,5 +1,5 @@
-import type { ProvisionResult } from '../provisioner/types';
-import type { TransportName } from '../transports/types';
+import type { ProvisionResult } from '../../provisioner/types';
+import type { TransportName } from '../../transports/types';
 
 /** The core mqtt node's dynamic-connection settings (msg.broker). */
 export interface DynamicBroker {

@@ -13,10 +13,7 @@ export interface Activity {
   queued: number;
 }
 
-/**
- * Coalesces status updates: at most one every `intervalMs`, always ending on the latest state, so a
- * burst of thousands of messages costs the editor a handful of events instead of three per message.
- */
+/** Coalesces status updates to one per `intervalMs`, ending on the latest: bursts stay cheap. */
 export class StatusReporter {
   private activity: Activity = { inFlight: 0, queued: 0 };
   private lastResult: StatusSource = {};
