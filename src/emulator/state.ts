@@ -219,6 +219,19 @@ export class Tenant {
     return undefined;
   }
 
+  /**
+   * The device a gateway names (TransportApiService.findOrCreateDevice): an existing device of any
+   * profile is adopted as it is; otherwise one is created with an access token, `type` as profile.
+   */
+  findOrCreateForGateway(name: string, type: string, gateway: string): EmulatedDevice {
+    const existing = this.devices.get(name);
+    if (existing !== undefined) return existing;
+    const token = this.freshToken();
+    const device = this.store(name, type, { credentialsType: 'ACCESS_TOKEN', token }, token, false);
+    device.createdByGateway = gateway;
+    return device;
+  }
+
   private deviceByCredentialsId(id: string): EmulatedDevice | undefined {
     const name = this.credentialsIndex.get(id);
     return name === undefined ? undefined : this.devices.get(name);
@@ -293,7 +306,10 @@ export class Tenant {
       gateway,
       provisioned: false,
       telemetry: [],
+      timeseries: [],
       attributes: {},
+      sharedAttributes: {},
+      rpcReplies: [],
       gatewayMessages: [],
     };
     this.devices.set(name, device);
