@@ -12,7 +12,7 @@ import { Recorder } from './records';
 import { EmulatorDeviceError, SessionRegistry } from './sessions';
 import { Tenant } from './state';
 import type {
-  EmulatedCredentials,
+  DeviceSpec,
   EmulatedDevice,
   EmulatorOptions,
   EmulatorPorts,
@@ -52,6 +52,8 @@ const DEFAULT_PORTS = { mqtt: 1883, http: 8080, coap: 5683, mqtts: 8883, https: 
 const DEFAULT_CLOSE_AFTER_ANSWER_MS = 60_000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_INACTIVITY_TIMEOUT_MS = 600_000;
+/** When no rule chain answers a device's own RPC. */
+const DEFAULT_CLIENT_RPC_TIMEOUT_MS = 60_000;
 /** The server's REST RPC API default. */
 const DEFAULT_RPC_TIMEOUT_MS = 10_000;
 
@@ -103,7 +105,7 @@ export class Emulator implements EmulatorControl {
   }
 
   /** A pre-provisioned device (not yet provisioned), for the check-pre-provisioned strategies. */
-  addDevice(device: { name: string; profile: string; credentials: EmulatedCredentials }): void {
+  addDevice(device: DeviceSpec): void {
     this.tenant.addDevice(device);
   }
 
@@ -228,6 +230,7 @@ export class Emulator implements EmulatorControl {
       closeAfterAnswerMs: options.mqttCloseAfterAnswerMs ?? DEFAULT_CLOSE_AFTER_ANSWER_MS,
       connectTimeoutMs: options.mqttConnectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       inactivityTimeoutMs: options.mqttInactivityTimeoutMs ?? DEFAULT_INACTIVITY_TIMEOUT_MS,
+      clientRpcTimeoutMs: options.clientRpcTimeoutMs ?? DEFAULT_CLIENT_RPC_TIMEOUT_MS,
     };
     const mqtt = new MqttServer(context);
     this.ports.mqtt = await this.open('mqtt', mqtt, options.mqttPort);

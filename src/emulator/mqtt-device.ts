@@ -45,8 +45,6 @@ const PUBACK_SUCCESS = 0;
 const PUBACK_TOPIC_NAME_INVALID = 0x90;
 const PUBACK_PAYLOAD_FORMAT_INVALID = 0x99;
 const DISCONNECT_SESSION_TAKEN_OVER = 0x8e;
-/** A device's own RPC to the server gets this when no rule chain answers (60 s). */
-const CLIENT_RPC_TIMEOUT_MS = 60_000;
 
 export class DeviceSession implements MqttSessionHandler, DeviceSessionPort {
   readonly deviceName: string;
@@ -128,6 +126,8 @@ export class DeviceSession implements MqttSessionHandler, DeviceSessionPort {
 
   kick(): void {
     this.connection.note(`session of ${JSON.stringify(this.deviceName)} closed on request`);
+    // Gone from the sessions at once, not when the socket has finished closing.
+    this.dispose();
     this.connection.closeGracefully();
   }
 
@@ -248,7 +248,7 @@ export class DeviceSession implements MqttSessionHandler, DeviceSessionPort {
       return { ok: false, reason: 'an RPC request needs "method" and "params"' };
     }
     const topic = `${DEVICE_TOPICS.rpcResponse}${id}`;
-    this.connection.after(CLIENT_RPC_TIMEOUT_MS, () =>
+    this.connection.after(this.connection.context.clientRpcTimeoutMs, () =>
       this.connection.publish(topic, '{"error":"timeout"}', this.qosFor(topic)),
     );
     return DONE;

@@ -31,6 +31,8 @@ class ConversionError extends Error {}
 
 export class MqttGateway {
   private readonly devices = new Map<string, GatewayDeviceSession>();
+  /** Devices connected by the message being handled: registered once it is acknowledged. */
+  private readonly connecting: GatewayDeviceSession[] = [];
 
   constructor(
     readonly connection: MqttConnection,
@@ -70,14 +72,17 @@ export class MqttGateway {
           return;
       }
     } catch (error) {
-      if (error instanceof ConversionError)
-        return this.refuse(topic, error.message, messageId, false);
-      if (error instanceof WrongShape) return this.refuse(topic, error.message, messageId, true);
-      throw error;
+      if (error instanceof ConversionError) this.refuse(topic, error.message, messageId, false);
+      else if (error instanceof WrongShape) this.refuse(topic, error.message, messageId, true);
+      else throw error;
+      this.registerConnected();
+      return;
     }
     connection.context.recorder.gatewayMessage(this.gateway, topic, json.value);
     connection.note(`${topic} from gateway ${quote(this.gateway.name)}`);
     connection.puback(messageId, PUBACK_SUCCESS);
+    // Pushes waiting for these devices (RPC) follow the PUBACK of the message that named them.
+    this.registerConnected();
     followUp?.();
   }
 
@@ -106,8 +111,16 @@ export class MqttGateway {
     );
     session = new GatewayDeviceSession(this, device);
     this.devices.set(name, session);
-    this.connection.context.registry.open(session);
+    this.connecting.push(session);
     return session;
+  }
+
+  private registerConnected(): void {
+    for (const session of this.connecting.splice(0)) {
+      if (this.devices.get(session.deviceName) === session) {
+        this.connection.context.registry.open(session);
+      }
+    }
   }
 
   private connect(json: unknown): void {

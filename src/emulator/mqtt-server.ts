@@ -33,6 +33,7 @@ export interface MqttServerContext {
   closeAfterAnswerMs: number;
   connectTimeoutMs: number;
   inactivityTimeoutMs: number;
+  clientRpcTimeoutMs: number;
 }
 
 /** What a session does with the packets the connection does not handle itself. */

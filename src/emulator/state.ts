@@ -5,7 +5,7 @@
 
 import { createHash, randomInt } from 'node:crypto';
 import type { ParsedProvisionRequest } from './request';
-import type { EmulatedCredentials, EmulatedDevice, ProfileSpec } from './types';
+import type { DeviceSpec, EmulatedCredentials, EmulatedDevice, ProfileSpec } from './types';
 
 export type ProvisionOutcome =
   | {
@@ -120,11 +120,7 @@ export class Tenant {
   }
 
   /** A pre-provisioned device, as an administrator would create it. */
-  addDevice(spec: {
-    name: string;
-    profile: string;
-    credentials: EmulatedCredentials;
-  }): EmulatedDevice {
+  addDevice(spec: DeviceSpec): EmulatedDevice {
     if (!this.profilesByName.has(spec.profile))
       throw new Error(`No profile named "${spec.profile}"`);
     if (this.devices.has(spec.name))
@@ -146,7 +142,7 @@ export class Tenant {
         `Device "${spec.name}": these credentials are already used by another device`,
       );
     }
-    return this.store(spec.name, spec.profile, credentials, id, false);
+    return this.store(spec.name, spec.profile, credentials, id, spec.gateway === true);
   }
 
   provision(request: ParsedProvisionRequest): ProvisionOutcome {

@@ -93,6 +93,15 @@ export interface SendRpcOptions {
   timeoutMs?: number;
 }
 
+/** A device as an administrator creates it (pre-provisioned: `provisioned` stays false). */
+export interface DeviceSpec {
+  name: string;
+  profile: string;
+  credentials: EmulatedCredentials;
+  /** A gateway ("Is gateway" ticked): it may use the gateway API. Default false. */
+  gateway?: boolean;
+}
+
 /** Faults for tests. Counters count provisioning requests on any transport. */
 export interface FaultSpec {
   /** Milliseconds to wait before answering each provisioning request. */
@@ -118,7 +127,7 @@ export interface EmulatorOptions {
   coapPort?: number;
   profiles?: ProfileSpec[];
   /** Pre-provisioned devices (for the check-pre-provisioned strategies). */
-  devices?: Array<{ name: string; profile: string; credentials: EmulatedCredentials }>;
+  devices?: DeviceSpec[];
   faults?: FaultSpec;
   /**
    * The server's processing timeout (default 10000, as ThingsBoard). A request whose answerDelayMs
@@ -147,6 +156,11 @@ export interface EmulatorOptions {
   mqttConnectTimeoutMs?: number;
   /** An MQTT connection that sends no packet for this long is closed. Default 600000 (10 min). */
   mqttInactivityTimeoutMs?: number;
+  /**
+   * A device's own RPC request (v1/devices/me/rpc/request/{id}) is answered `{"error":"timeout"}`
+   * after this long, as the server does when no rule chain replies. Default 60000.
+   */
+  clientRpcTimeoutMs?: number;
 }
 
 export interface EmulatorTlsOptions {
