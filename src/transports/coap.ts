@@ -412,8 +412,9 @@ export function checkCoapToken(
       method: 'GET',
       path: ['api', 'v1', token, 'attributes'],
       onAnswer: (code) => {
-        if (code.startsWith('2.')) return true;
-        if (code === '4.01' || code === '4.03' || code === '4.04') return false;
+        // "Not found" is a device without attributes yet, as every new device: the token was taken.
+        if (code.startsWith('2.') || code === '4.04') return true;
+        if (code === '4.01') return false;
         throw new ProvisionError(
           'PROTOCOL_ERROR',
           `The device API at ${describeEndpoint(endpoint)} answered CoAP ${code} when asked for ` +

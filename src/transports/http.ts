@@ -281,7 +281,8 @@ export function checkHttpToken(
       path: `/api/v1/${encodeURIComponent(token)}/attributes`,
       onAnswer: (statusCode) => {
         if (statusCode >= 200 && statusCode <= 299) return true;
-        if (statusCode === 401 || statusCode === 403 || statusCode === 404) return false;
+        // The device API refuses a token with 401 only; anything else says nothing about it.
+        if (statusCode === 401) return false;
         throw new ProvisionError(
           'PROTOCOL_ERROR',
           `The device API at ${describeEndpoint(endpoint)} answered HTTP ${statusCode} when ` +
