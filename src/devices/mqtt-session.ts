@@ -102,6 +102,7 @@ export class MqttSession {
   private lastProblem: DeviceError | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private ending: Promise<number> | undefined;
+  private endReason: SessionCloseReason = 'close';
   private pumping = false;
 
   constructor(
@@ -195,17 +196,13 @@ export class MqttSession {
    */
   end(reason: SessionCloseReason, rejectWaiting: boolean): Promise<number> {
     this.ending ??= (async () => {
+      this.endReason = reason;
       const unsent = rejectWaiting ? this.queue.rejectWaiting(() => this.closedError(reason)) : 0;
-      // Without a connection, nothing written can be acknowledged any more.
-      if (this.state === 'connected') {
-        while (!this.queue.empty && this.state === 'connected') {
-          await this.queue.whenWrittenSettled();
-          if (this.queue.writtenCount === 0 && this.queue.waitingCount > 0) {
-            await new Promise<void>((resolve) => setImmediate(resolve));
-          }
-        }
+      // Nothing more can go out without a connection and with none coming.
+      if (this.client === undefined && this.retryTimer === undefined) {
+        this.queue.rejectAll(() => this.closedError(reason));
       }
-      this.queue.rejectAll(() => this.closedError(reason));
+      await this.queue.whenEmpty();
       this.queue.dispose();
       if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
@@ -333,7 +330,11 @@ export class MqttSession {
     wait = backoffWait(this.attempts++, this.settings.reconnect, this.settings.random),
     state: SessionState = 'reconnecting',
   ): void {
-    if (this.ending !== undefined) return;
+    if (this.ending !== undefined) {
+      // Ending: no further attempt, so what is left cannot go out.
+      this.queue.rejectAll(() => this.closedError(this.endReason));
+      return;
+    }
     this.setState(state, { reason: this.lastProblem?.message, retryInMs: wait });
     this.retryTimer = setTimeout(() => this.connect(), wait);
   }

@@ -32,6 +32,7 @@ export class OutgoingQueue {
   private written: Outgoing[] = [];
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
+  private emptied: Array<() => void> = [];
 
   /** `expire` builds the error of a message whose deadline passed, written or not. */
   constructor(private readonly expire: (entry: Outgoing, written: boolean) => DeviceError) {}
@@ -114,27 +115,10 @@ export class OutgoingQueue {
     this.rejectWaiting(err);
   }
 
-  /** Resolves once every written message has settled (acknowledged, refused or expired). */
-  whenWrittenSettled(): Promise<void> {
-    const pending = this.written.filter((entry) => !entry.settled);
-    if (pending.length === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      let left = pending.length;
-      const one = (): void => {
-        if (--left === 0) resolve();
-      };
-      for (const entry of pending) {
-        const { resolve: onResolve, reject: onReject } = entry;
-        entry.resolve = () => {
-          onResolve();
-          one();
-        };
-        entry.reject = (err) => {
-          onReject(err);
-          one();
-        };
-      }
-    });
+  /** Resolves once no message is left, acknowledged, refused or expired. */
+  whenEmpty(): Promise<void> {
+    if (this.empty) return Promise.resolve();
+    return new Promise<void>((resolve) => this.emptied.push(resolve));
   }
 
   /** Stops the deadline timer; the queue must be empty or abandoned. */
@@ -148,7 +132,10 @@ export class OutgoingQueue {
     entry.settled = true;
     if (err === undefined) entry.resolve();
     else entry.reject(err);
-    if (this.empty) this.dispose();
+    if (this.empty) {
+      this.dispose();
+      for (const resolve of this.emptied.splice(0)) resolve();
+    }
   }
 
   private compact(): void {

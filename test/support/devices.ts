@@ -173,12 +173,17 @@ export interface TcpProxy {
   connections: number;
   /** Destroys every open connection, both sides. */
   cut(): void;
+  /** Holds back what the server sends (its PUBACKs) until release(). */
+  hold(): void;
+  release(): void;
   close(): Promise<void>;
 }
 
-/** A TCP proxy to `port` on 127.0.0.1: the client's connection can be cut while it is in use. */
+/** A TCP proxy to `port` on 127.0.0.1: the client's connections can be cut or held while in use. */
 export async function tcpProxy(port: number): Promise<TcpProxy> {
   const open = new Set<net.Socket>();
+  const fromServer = new Map<net.Socket, net.Socket>();
+  let holding = false;
   const server = net.createServer((client) => {
     proxy.connections++;
     const upstream = net.connect(port, HOST);
@@ -190,10 +195,13 @@ export async function tcpProxy(port: number): Promise<TcpProxy> {
       socket.on('error', () => peer.destroy());
       socket.on('close', () => {
         open.delete(socket);
+        fromServer.delete(upstream);
         peer.destroy();
       });
-      socket.pipe(peer);
     }
+    client.pipe(upstream);
+    fromServer.set(upstream, client);
+    if (!holding) upstream.pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
   const proxy: TcpProxy = {
@@ -201,6 +209,17 @@ export async function tcpProxy(port: number): Promise<TcpProxy> {
     connections: 0,
     cut: () => {
       for (const socket of open) socket.destroy();
+    },
+    hold: () => {
+      holding = true;
+      for (const upstream of fromServer.keys()) {
+        upstream.unpipe();
+        upstream.pause();
+      }
+    },
+    release: () => {
+      holding = false;
+      for (const [upstream, client] of fromServer) upstream.pipe(client);
     },
     close: () =>
       new Promise<void>((resolve) => {
