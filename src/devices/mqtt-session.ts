@@ -15,7 +15,7 @@
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { DeviceError } from '../protocol/device-errors';
 import { quotePrefix } from '../protocol/text';
-import { connectionFailure, describeEndpoint, formatWait } from '../transports/exchange';
+import { connectionFailure } from '../transports/exchange';
 import type { Endpoint } from '../transports/exchange';
 import { CREDENTIALS_REFUSED, connackReason, randomClientId } from '../transports/mqtt';
 import { connectTo } from '../transports/tls-options';
@@ -26,9 +26,14 @@ import type { Outgoing } from './outgoing-queue';
 import {
   connectionLostError,
   copyError,
+  expiredError,
   fromTransportError,
+  notSentError,
   pubackError,
+  queueFullError,
   refusedError,
+  serverRefusedError,
+  takenOverError,
 } from './session-errors';
 import type {
   BackoffPolicy,
@@ -146,13 +151,7 @@ export class MqttSession {
       return Promise.reject(copyError(this.lastProblem));
     }
     if (this.queue.waitingCount >= this.settings.maxQueued) {
-      return Promise.reject(
-        new DeviceError(
-          'QUEUE_FULL',
-          `${this.settings.maxQueued} messages of device ${this.label} are already waiting ` +
-            `(${this.describeState()}); this one was not queued. Slow the flow down or send again later.`,
-        ),
-      );
+      return Promise.reject(queueFullError(this.label, this.settings.maxQueued, this.state));
     }
     return new Promise<void>((resolve, reject) => {
       this.queue.add({
@@ -280,11 +279,7 @@ export class MqttSession {
       return;
     }
     if (typeof code === 'number') {
-      this.lastProblem = new DeviceError(
-        'CONNECTION_ERROR',
-        `The MQTT server at ${describeEndpoint(this.endpoint)} refused the connection of device ` +
-          `${this.label} (${connackReason(code)}); trying again.`,
-      );
+      this.lastProblem = serverRefusedError(this.endpoint, this.label, connackReason(code));
       return;
     }
     this.lastProblem = fromTransportError(connectionFailure(err, this.endpoint, false));
@@ -312,13 +307,7 @@ export class MqttSession {
     if (shortSession && this.lastProblem === undefined) this.shortSessions++;
     if (this.takenOverNow || this.shortSessions >= 2) {
       const wait = backoffWait(this.takeovers++, this.settings.takeover, this.settings.random);
-      this.lastProblem = new DeviceError(
-        'CONNECTION_ERROR',
-        `Another client took over the session of device ${this.label} at ` +
-          `${describeEndpoint(this.endpoint)} (ThingsBoard keeps one connection per device and ` +
-          'closes the older). Make sure nothing else connects as this device (a core mqtt node, ' +
-          `say); trying again in ${formatWait(wait)}.`,
-      );
+      this.lastProblem = takenOverError(this.endpoint, this.label, wait);
       this.scheduleReconnect(wait, 'taken-over');
       return;
     }
@@ -385,48 +374,16 @@ export class MqttSession {
       client.removeOutgoingMessage(entry.messageId);
     }
     queueMicrotask(() => this.pump());
-    const waited = formatWait(entry.timeoutMs);
-    if (written) {
-      return new DeviceError(
-        'TIMEOUT',
-        `No acknowledgement from ${describeEndpoint(this.endpoint)} within ${waited} for a ` +
-          `message of device ${this.label}; it may have reached the server.`,
-        { sent: true },
-      );
-    }
-    if (this.state === 'connected') {
-      return new DeviceError(
-        'TIMEOUT',
-        `A message of device ${this.label} waited ${waited} behind earlier ones and was not ` +
-          `sent: ${describeEndpoint(this.endpoint)} acknowledges too slowly. Send less at once ` +
-          'or allow a longer timeout.',
-      );
-    }
-    const problem = this.lastProblem;
-    return new DeviceError(
-      problem === undefined ? 'TIMEOUT' : problem.status,
-      `Not sent within ${waited}: device ${this.label} ` +
-        (problem === undefined
-          ? `could not connect to ${describeEndpoint(this.endpoint)} in time.`
-          : `has no connection. ${problem.message}`),
-    );
+    return expiredError(this.endpoint, this.label, {
+      waitedMs: entry.timeoutMs,
+      written,
+      connected: this.state === 'connected',
+      problem: this.lastProblem,
+    });
   }
 
   private closedError(reason: SessionCloseReason): DeviceError {
-    const why: Record<SessionCloseReason, string> = {
-      close: 'the node was closed (redeploy or shutdown)',
-      disconnect: 'the device was disconnected',
-      idle: 'its connection closed for lack of traffic',
-      limit: 'its connection was closed to stay within the number of open device sessions',
-    };
-    return new DeviceError(
-      'CONNECTION_ERROR',
-      `A message of device ${this.label} was not sent: ${why[reason]}. Send it again.`,
-    );
-  }
-
-  private describeState(): string {
-    return this.state === 'connected' ? 'the server acknowledges slowly' : `it is ${this.state}`;
+    return notSentError(this.label, reason);
   }
 
   private setState(state: SessionState, detail: Omit<SessionChange, 'deviceName' | 'state'> = {}) {

@@ -2,8 +2,9 @@
 
 import { DeviceError } from '../protocol/device-errors';
 import type { ProvisionError } from '../protocol/errors';
-import { describeEndpoint } from '../transports/exchange';
+import { describeEndpoint, formatWait } from '../transports/exchange';
 import type { Endpoint } from '../transports/exchange';
+import type { SessionCloseReason, SessionState } from './types';
 
 /** The server refused the device's credentials: deleted, or its credentials changed. */
 export function refusedError(endpoint: Endpoint, device: string, reason: string): DeviceError {
@@ -76,4 +77,86 @@ export function fromTransportError(err: unknown): DeviceError {
 /** A fresh error of the same status and text, for each message it fails. */
 export function copyError(err: DeviceError): DeviceError {
   return new DeviceError(err.status, err.message, { sent: err.sent });
+}
+
+/** A message whose deadline passed: unacknowledged, stuck behind others, or without a connection. */
+export function expiredError(
+  endpoint: Endpoint,
+  device: string,
+  at: { waitedMs: number; written: boolean; connected: boolean; problem?: DeviceError },
+): DeviceError {
+  const waited = formatWait(at.waitedMs);
+  const where = describeEndpoint(endpoint);
+  if (at.written) {
+    return new DeviceError(
+      'TIMEOUT',
+      `No acknowledgement from ${where} within ${waited} for a message of device ${device}; ` +
+        'it may have reached the server.',
+      { sent: true },
+    );
+  }
+  if (at.connected) {
+    return new DeviceError(
+      'TIMEOUT',
+      `A message of device ${device} waited ${waited} behind earlier ones and was not sent: ` +
+        `${where} acknowledges too slowly. Send less at once or allow a longer timeout.`,
+    );
+  }
+  const problem = at.problem;
+  return new DeviceError(
+    problem === undefined ? 'TIMEOUT' : problem.status,
+    `Not sent within ${waited}: device ${device} ` +
+      (problem === undefined
+        ? `could not connect to ${where} in time.`
+        : `has no connection. ${problem.message}`),
+  );
+}
+
+const NOT_SENT_BECAUSE: Record<SessionCloseReason, string> = {
+  close: 'the node was closed (redeploy or shutdown)',
+  disconnect: 'the device was disconnected',
+  idle: 'its connection closed for lack of traffic',
+  limit: 'its connection was closed to stay within the number of open device sessions',
+};
+
+/** A message still waiting when its session ended. */
+export function notSentError(device: string, reason: SessionCloseReason): DeviceError {
+  return new DeviceError(
+    'CONNECTION_ERROR',
+    `A message of device ${device} was not sent: ${NOT_SENT_BECAUSE[reason]}. Send it again.`,
+  );
+}
+
+/** The server refused the connection for another reason than the credentials (busy, limits). */
+export function serverRefusedError(
+  endpoint: Endpoint,
+  device: string,
+  reason: string,
+): DeviceError {
+  return new DeviceError(
+    'CONNECTION_ERROR',
+    `The MQTT server at ${describeEndpoint(endpoint)} refused the connection of device ` +
+      `${device} (${reason}); trying again.`,
+  );
+}
+
+/** Another client connected as the device and ThingsBoard closed this, the older, session. */
+export function takenOverError(endpoint: Endpoint, device: string, waitMs: number): DeviceError {
+  return new DeviceError(
+    'CONNECTION_ERROR',
+    `Another client took over the session of device ${device} at ` +
+      `${describeEndpoint(endpoint)} (ThingsBoard keeps one connection per device and closes ` +
+      'the older). Make sure nothing else connects as this device (a core mqtt node, say); ' +
+      `trying again in ${formatWait(waitMs)}.`,
+  );
+}
+
+/** A device with as many messages waiting as its queue holds. */
+export function queueFullError(device: string, limit: number, state: SessionState): DeviceError {
+  const why = state === 'connected' ? 'the server acknowledges slowly' : `it is ${state}`;
+  return new DeviceError(
+    'QUEUE_FULL',
+    `${limit} messages of device ${device} are already waiting (${why}); this one was not ` +
+      'queued. Slow the flow down or send again later.',
+  );
 }
