@@ -287,3 +287,49 @@ describe('devices: MQTT sessions', function () {
     await waitFor('both back', () => c.summary().connected === 2);
   });
 });
+
+describe('devices: opening sessions', function () {
+  let emulator: Emulator;
+  before(async () => {
+    emulator = await startEmulator();
+  });
+  after(() => emulator.stop());
+  const connections = connectionsForEachTest(() => ({ server: serverOf(emulator), ...FAST }));
+
+  it('open() connects a device handed over without sending anything; a second open() keeps it', async function () {
+    const device = addDevice(emulator, 'open');
+    const c = connections.current;
+    const changes: SessionChange[] = [];
+    c.on('session', (change) => changes.push(change));
+    c.open(device.name, device.login);
+    await waitFor('connected', () => c.sessionState(device.name) === 'connected');
+    c.open(device.name, device.login);
+    await sendAs(c, device, { n: 1 });
+    assert.deepEqual(telemetryOf(emulator, device.name), [{ n: 1 }]);
+    assert.deepEqual(
+      changes.map((change) => change.state),
+      ['connected'],
+    );
+  });
+
+  it('open() refuses what MQTT cannot use, and a device name that is no name', function () {
+    const c = connections.current;
+    assert.throws(
+      () => c.open('x', { type: 'X509_CERTIFICATE', certificate: 'c', privateKey: 'k' }),
+      /takes MQTT over TLS/,
+    );
+    assert.throws(
+      () => c.open('  ', { type: 'ACCESS_TOKEN', token: 't' }),
+      (err: Error & { status?: string }) =>
+        err.status === 'INVALID_INPUT' && /only whitespace/.test(err.message),
+    );
+  });
+
+  it('MQTT 5 sessions send as well', async function () {
+    const c = connections.make({ protocolVersion: 5 });
+    const device = addDevice(emulator, 'v5');
+    await sendAs(c, device, { n: 1 });
+    await c.replyRpc(device.name, 3, { ok: true });
+    assert.deepEqual(telemetryOf(emulator, device.name), [{ n: 1 }]);
+  });
+});

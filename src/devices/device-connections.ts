@@ -20,10 +20,12 @@ import {
   rpcResponseTopic,
 } from '../protocol/device-data';
 import { DeviceError, invalidInput } from '../protocol/device-errors';
+import { validateDeviceName } from '../protocol/request';
 import { quotePrefix } from '../protocol/text';
 import { postOverCoap, postOverHttp } from './device-requests';
 import { accessTokenFor, checkTransport } from './login';
 import { MqttSession } from './mqtt-session';
+import { fromTransportError } from './session-errors';
 import type { MqttSessionHooks, MqttSessionSettings } from './mqtt-session';
 import type {
   CloseReport,
@@ -38,6 +40,15 @@ import type {
 } from './types';
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** The device name, trimmed as the provisioner keeps it; INVALID_INPUT saying what to fix. */
+function nameOf(raw: unknown): string {
+  try {
+    return validateDeviceName(raw);
+  } catch (err) {
+    throw fromTransportError(err);
+  }
+}
 
 const DEFAULTS = {
   protocolVersion: 4,
@@ -90,7 +101,8 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
   send(request: DeviceSend): Promise<void> {
     try {
       if (this.closing !== undefined) throw this.closedError();
-      const { deviceName, login, transport, message } = request;
+      const { login, transport, message } = request;
+      const deviceName = nameOf(request.deviceName);
       const qos = request.qos ?? 1;
       const timeoutMs = request.timeoutMs ?? DEFAULT_TIMEOUT_MS;
       if (qos !== 0 && qos !== 1) throw invalidInput(`QoS must be 0 or 1, not ${String(qos)}.`);
@@ -149,7 +161,7 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
     payload: unknown,
     options: { login?: DeviceLogin; qos?: 0 | 1; timeoutMs?: number } = {},
   ): Promise<void> {
-    const login = options.login ?? this.sessions.get(deviceName)?.currentLogin;
+    const login = options.login ?? this.sessions.get(deviceName.trim())?.currentLogin;
     if (login === undefined) {
       return Promise.reject(
         new DeviceError(
@@ -176,6 +188,7 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
    */
   open(deviceName: string, login: DeviceLogin): void {
     if (this.closing !== undefined) throw this.closedError();
+    deviceName = nameOf(deviceName);
     checkTransport('mqtt', login, this.server);
     const ending = this.ending.get(deviceName);
     if (ending === undefined || this.sessions.has(deviceName)) this.sessionFor(deviceName, login);
@@ -184,6 +197,7 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
 
   /** Closes the device's session once what it holds has gone out (each within its deadline). */
   async disconnect(deviceName: string): Promise<void> {
+    deviceName = deviceName.trim();
     const session = this.sessions.get(deviceName);
     if (session !== undefined) await this.endSession(deviceName, session, 'disconnect', false);
     else await this.ending.get(deviceName);
@@ -191,7 +205,7 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
 
   /** The state of the device's MQTT session, if one is open. */
   sessionState(deviceName: string): SessionState | undefined {
-    return this.sessions.get(deviceName)?.state;
+    return this.sessions.get(deviceName.trim())?.state;
   }
 
   summary(): ConnectionSummary {
