@@ -16,7 +16,7 @@ import {
   waitFor,
 } from './support/devices';
 import type { TcpProxy } from './support/devices';
-import { closedTcpPort } from './transport-helpers';
+import { closedTcpPort, rawTcpServer } from './transport-helpers';
 
 function sendAs(
   connections: DeviceConnections,
@@ -323,6 +323,26 @@ describe('devices: opening sessions', function () {
       (err: Error & { status?: string }) =>
         err.status === 'INVALID_INPUT' && /only whitespace/.test(err.message),
     );
+  });
+
+  it('a port that accepts but never answers: CONNECTION_ERROR naming the missing CONNACK', async function () {
+    const silent = await rawTcpServer(() => undefined);
+    try {
+      const c = connections.make({
+        server: {
+          ...serverOf(emulator),
+          ports: { ...serverOf(emulator).ports, mqtt: silent.port },
+        },
+        connectTimeoutMs: 150,
+      });
+      const device = addDevice(emulator, 'silent');
+      const [result] = await outcomes([sendAs(c, device, { n: 1 }, 600)]);
+      assert.ok(!result.ok);
+      assert.equal(result.err.status, 'CONNECTION_ERROR');
+      assert.match(result.err.message, /did not answer the connection of device .* \(no CONNACK\)/);
+    } finally {
+      await silent.close();
+    }
   });
 
   it('MQTT 5 sessions send as well', async function () {

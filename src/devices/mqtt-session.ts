@@ -33,6 +33,7 @@ import {
   queueFullError,
   refusedError,
   serverRefusedError,
+  silentServerError,
   takenOverError,
 } from './session-errors';
 import type {
@@ -282,7 +283,9 @@ export class MqttSession {
       this.lastProblem = serverRefusedError(this.endpoint, this.label, connackReason(code));
       return;
     }
-    this.lastProblem = fromTransportError(connectionFailure(err, this.endpoint, false));
+    this.lastProblem =
+      silentServerError(this.endpoint, this.label, err.message) ??
+      fromTransportError(connectionFailure(err, this.endpoint, false));
   }
 
   private onClosed(client: MqttClient): void {

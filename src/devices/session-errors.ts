@@ -160,3 +160,26 @@ export function queueFullError(device: string, limit: number, state: SessionStat
       'queued. Slow the flow down or send again later.',
   );
 }
+
+/** mqtt.js's own errors for a server that stopped answering: no CONNACK, or no PINGRESP. */
+export function silentServerError(
+  endpoint: Endpoint,
+  device: string,
+  reported: string,
+): DeviceError | undefined {
+  const where = describeEndpoint(endpoint);
+  if (reported === 'connack timeout') {
+    return new DeviceError(
+      'CONNECTION_ERROR',
+      `${where} did not answer the connection of device ${device} (no CONNACK). Check that the ` +
+        "port is ThingsBoard's MQTT port (MQTTS when TLS is on).",
+    );
+  }
+  if (reported === 'Keepalive timeout') {
+    return new DeviceError(
+      'CONNECTION_ERROR',
+      `${where} stopped answering the connection of device ${device} (no PINGRESP); reconnecting.`,
+    );
+  }
+  return undefined;
+}
