@@ -1,6 +1,5 @@
 /** A device's login: from a provisioning answer, checked against a transport, made into MQTT terms. */
 
-import { createHash } from 'node:crypto';
 import { DeviceError, invalidInput } from '../protocol/device-errors';
 import type { ProvisionAnswer } from '../protocol/types';
 import type { TlsOptions, TransportName, TransportTarget } from '../transports/types';
@@ -109,12 +108,25 @@ export function mqttTarget(server: DeviceServer, login: DeviceLogin): TransportT
   return { ...target, tls };
 }
 
-/** A digest telling one login from another without keeping its secrets as a key. */
-export function loginDigest(login: DeviceLogin): string {
-  const digest = createHash('sha256').update(login.type);
-  for (const part of Object.values(mqttIdentity(login))) {
-    digest.update(part === undefined ? '\u0000' : `\u0001${part.length}:${part}`);
+/** Whether two logins are the same credentials (a message per send hands them over again). */
+export function sameLogin(a: DeviceLogin, b: DeviceLogin): boolean {
+  if (a === b) return true;
+  switch (a.type) {
+    case 'ACCESS_TOKEN':
+      return b.type === 'ACCESS_TOKEN' && a.token === b.token;
+    case 'MQTT_BASIC':
+      return (
+        b.type === 'MQTT_BASIC' &&
+        a.clientId === b.clientId &&
+        a.username === b.username &&
+        a.password === b.password
+      );
+    case 'X509_CERTIFICATE':
+      return (
+        b.type === 'X509_CERTIFICATE' &&
+        a.certificate === b.certificate &&
+        a.privateKey === b.privateKey &&
+        a.passphrase === b.passphrase
+      );
   }
-  if (login.type === 'X509_CERTIFICATE') digest.update(login.certificate);
-  return digest.digest('hex');
 }

@@ -20,7 +20,7 @@ import type { Endpoint } from '../transports/exchange';
 import { CREDENTIALS_REFUSED, connackReason, randomClientId } from '../transports/mqtt';
 import { connectTo } from '../transports/tls-options';
 import type { TransportTarget } from '../transports/types';
-import { loginDigest, mqttIdentity, mqttTarget } from './login';
+import { mqttIdentity, mqttTarget, sameLogin } from './login';
 import { OutgoingQueue } from './outgoing-queue';
 import type { Outgoing } from './outgoing-queue';
 import {
@@ -94,7 +94,6 @@ export class MqttSession {
   lastActivity = Date.now();
   readonly endpoint: Endpoint;
   private login: DeviceLogin;
-  private digest: string;
   private target: TransportTarget;
   private client: MqttClient | undefined;
   private readonly queue: OutgoingQueue;
@@ -119,7 +118,6 @@ export class MqttSession {
     private readonly hooks: MqttSessionHooks,
   ) {
     this.login = login;
-    this.digest = loginDigest(login);
     this.target = mqttTarget(server, login);
     this.endpoint = { transport: 'MQTT', host: server.host, port: server.ports.mqtt };
     this.queue = new OutgoingQueue((entry, written) => this.expired(entry, written));
@@ -173,10 +171,8 @@ export class MqttSession {
 
   /** New credentials: a refused session tries again with them; a connected one reconnects. */
   updateLogin(login: DeviceLogin): void {
-    const digest = loginDigest(login);
-    if (digest === this.digest || this.ending !== undefined) return;
+    if (sameLogin(login, this.login) || this.ending !== undefined) return;
     this.login = login;
-    this.digest = digest;
     this.target = mqttTarget(this.server, login);
     this.attempts = 0;
     this.lastProblem = undefined;
