@@ -94,6 +94,31 @@ describe('devices: sending as a device', function () {
         assert.doesNotMatch(err.message, /unknown-token/);
       });
 
+      it('close() right after a send: HTTP and CoAP let it finish, MQTT counts it unsent', async function () {
+        const device = addDevice(emulator, `close-${transport}`);
+        const c = connections.current;
+        const [outcome, report] = await Promise.all([
+          send(transport, device.login, device.name).then(
+            () => 'sent',
+            (err: DeviceError) => err.status,
+          ),
+          c.close(),
+        ]);
+        if (transport === 'mqtt') {
+          // Still connecting: nothing was written, so nothing is waited for.
+          assert.deepEqual([outcome, report], ['CONNECTION_ERROR', { unsent: 1 }]);
+          assert.deepEqual(telemetryOf(emulator, device.name), []);
+        } else {
+          assert.deepEqual([outcome, report], ['sent', { unsent: 0 }]);
+          assert.deepEqual(telemetryOf(emulator, device.name), [{ temperature: 21.5 }]);
+        }
+        await expectDeviceError(
+          send(transport, device.login, device.name),
+          'CONNECTION_ERROR',
+          /closing/,
+        );
+      });
+
       it('a malformed payload is INVALID_INPUT before anything is sent', async function () {
         const device = addDevice(emulator, `bad-${transport}`);
         const states: string[] = [];
