@@ -157,6 +157,11 @@ export class RawMqttClient {
     this.socket.write(generate(packet, { protocolVersion: this.protocolVersion }));
   }
 
+  /** Bytes as they are, for what a packet encoder would refuse to produce. */
+  writeRaw(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
   publish(topic: string, payload: string | Buffer, qos: 0 | 1, messageId = 1): void {
     this.send({
       cmd: 'publish',

@@ -448,7 +448,7 @@ export function coapRequest(
   );
 }
 
-/** GET /api/v1/{token}/attributes: true on 2.05, false when the server refuses the token. */
+/** GET /api/v1/{token}/attributes: true on 2.05 (or 4.04), false when the server refuses the token. */
 export async function checkCoapToken(
   target: TransportTarget,
   token: string,
@@ -463,8 +463,9 @@ export async function checkCoapToken(
     },
     options,
   );
-  if (code.startsWith('2.')) return true;
-  if (code === '4.01' || code === '4.03' || code === '4.04') return false;
+  // "Not found" is a device without attributes yet, as every new device: the token was taken.
+  if (code.startsWith('2.') || code === '4.04') return true;
+  if (code === '4.01') return false;
   throw new ProvisionError(
     'PROTOCOL_ERROR',
     `The device API at ${describeEndpoint(endpointOf(target))} answered CoAP ${code} when asked ` +

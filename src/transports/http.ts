@@ -316,7 +316,8 @@ export async function checkHttpToken(
     options,
   );
   if (statusCode >= 200 && statusCode <= 299) return true;
-  if (statusCode === 401 || statusCode === 403 || statusCode === 404) return false;
+  // The device API refuses a token with 401 only; anything else says nothing about it.
+  if (statusCode === 401) return false;
   throw new ProvisionError(
     'PROTOCOL_ERROR',
     `The device API at ${describeEndpoint(endpointOf(target))} answered HTTP ${statusCode} when ` +
