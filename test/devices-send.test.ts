@@ -170,21 +170,25 @@ describe('devices: sending as a device', function () {
       assert.equal(connections.current.summary().connected, 1);
     });
 
-    it('a PUBLISH over 65 536 bytes is INVALID_INPUT, unsent; the session goes on', async function () {
+    it('a PUBLISH of 65 536 bytes goes out; one byte more is INVALID_INPUT, unsent; the session goes on', async function () {
       const device = addDevice(emulator, 'big');
-      await send('mqtt', device.login, device.name);
+      const changes: string[] = [];
+      connections.current.on('session', (change) => changes.push(change.state));
+      // {"blob":"…"} on v1/devices/me/telemetry at QoS 1: 31 bytes of packet around the blob.
+      const largest = 65_536 - 31 - 11;
+      await send('mqtt', device.login, device.name, {
+        message: { kind: 'telemetry', payload: { blob: 'x'.repeat(largest) } },
+      });
       await expectDeviceError(
         send('mqtt', device.login, device.name, {
-          message: { kind: 'telemetry', payload: { blob: 'x'.repeat(65_520) } },
+          message: { kind: 'telemetry', payload: { blob: 'x'.repeat(largest + 1) } },
         }),
         'INVALID_INPUT',
-        /MQTT packet of \d+ bytes; ThingsBoard closes the connection .* more than 65536/,
+        /MQTT packet of 65537 bytes; ThingsBoard closes the connection .* more than 65536/,
       );
-      await send('mqtt', device.login, device.name, {
-        message: { kind: 'telemetry', payload: { blob: 'x'.repeat(60_000) } },
-      });
+      await send('mqtt', device.login, device.name);
       assert.equal(telemetryOf(emulator, device.name).length, 2);
-      assert.equal(connections.current.summary().connected, 1);
+      assert.deepEqual(changes, ['connected']);
     });
 
     it('MQTT basic credentials log in', async function () {
