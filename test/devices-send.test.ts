@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import type { Emulator } from '../src/emulator';
 import { DeviceError, loginFromAnswer } from '../src/devices';
 import type { DeviceLogin, DeviceSend } from '../src/devices';
+import { TRANSPORT_NAMES as TRANSPORTS } from '../src/transports';
 import type { TransportName } from '../src/transports';
 import {
   FAST,
@@ -14,7 +15,6 @@ import {
   telemetryOf,
   waitFor,
 } from './support/devices';
-import { TRANSPORTS } from './transport-helpers';
 
 const NOW = 1_767_225_600_000;
 

@@ -7,8 +7,10 @@ import {
   FAST,
   PROFILE,
   addDevice,
+  closedTcpPort,
   connectionsForEachTest,
   outcomes,
+  rawTcpServer,
   serverOf,
   startEmulator,
   tcpProxy,
@@ -16,7 +18,6 @@ import {
   waitFor,
 } from './support/devices';
 import type { TcpProxy } from './support/devices';
-import { closedTcpPort, rawTcpServer } from './transport-helpers';
 
 function sendAs(
   connections: DeviceConnections,

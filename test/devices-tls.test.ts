@@ -7,14 +7,17 @@ import type { DeviceLogin, DeviceServer } from '../src/devices';
 import { generateCertificate } from '../src/provisioner/credentials';
 import {
   FAST,
+  HOST,
+  TEST_CA_CERT,
+  TEST_SERVER_CERT,
+  TEST_SERVER_KEY,
   addDevice,
   connectionsForEachTest,
   outcomes,
+  pemBody,
   startEmulator,
   telemetryOf,
 } from './support/devices';
-import { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from './transport-certificates';
-import { HOST, pemBody } from './transport-helpers';
 
 describe('devices: over TLS', function () {
   let emulator: Emulator;

@@ -13,6 +13,10 @@ import type { DeviceConnectionsOptions, DeviceLogin, DeviceServer } from '../../
 import { closeHttpAgents } from '../../src/transports';
 import { HOST, resourceCounts } from '../transport-helpers';
 
+// What the device suites take from the transport suites' helpers, in one place.
+export { HOST, closedTcpPort, pemBody, rawTcpServer } from '../transport-helpers';
+export { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from '../transport-certificates';
+
 export const PROFILE = {
   name: 'devices',
   provisionDeviceKey: 'devices-key',
