@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import mqtt from 'mqtt';
 import type { Emulator } from '../src/emulator';
-import { PRE, provisionOverHttp, startEmulator } from './emulator-clients';
+import { PRE, httpRequest, provisionOverHttp, startEmulator } from './emulator-clients';
 
 const CLI = path.join(__dirname, '..', 'src', 'emulator', 'cli.ts');
 
@@ -144,6 +144,48 @@ describe('emulator command line', () => {
     const help = start(['--help']);
     assert.equal(await help.exited, 0);
     assert.match(help.output(), /Usage: tb-provision-emulator/);
+  });
+
+  it('--record-limit n keeps the newest n entries of each list; below 1 is a usage error', async () => {
+    const bad = start(['--record-limit', '0']);
+    assert.equal(await bad.exited, 2);
+    assert.match(bad.output(), /--record-limit must be a whole number/);
+    const cli = start([
+      '--mqtt-port',
+      '0',
+      '--http-port',
+      '0',
+      '--coap-port',
+      '0',
+      '--record-limit',
+      '2',
+    ]);
+    const [, httpPort] = await waitForOutput(
+      cli,
+      /http:\/\/127\.0\.0\.1:(\d+)\/api\/v1\/provision/,
+    );
+    const port = Number(httpPort);
+    const reply = await provisionOverHttp(
+      port,
+      JSON.stringify({
+        provisionDeviceKey: 'demo-provision-key',
+        provisionDeviceSecret: 'demo-provision-secret',
+        deviceName: 'limited',
+      }),
+    );
+    const token = (JSON.parse(reply.body) as { credentialsValue: string }).credentialsValue;
+    for (const n of [1, 2, 3]) {
+      await httpRequest(port, `/api/v1/${token}/telemetry`, { body: `{"n":${n}}` });
+    }
+    const shown = run(['device', 'limited', '--http-port', httpPort]);
+    runs.push(shown);
+    assert.equal(await shown.exited, 0);
+    assert.deepEqual((JSON.parse(shown.output()) as { telemetry: unknown }).telemetry, [
+      { n: 2 },
+      { n: 3 },
+    ]);
+    cli.child.kill('SIGINT');
+    assert.equal(await cli.exited, 0);
   });
 });
 

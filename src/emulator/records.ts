@@ -8,7 +8,8 @@ export const DEFAULT_RECORD_LIMIT = 10_000;
 /** Appends, then drops the oldest entries beyond `limit`. */
 export function appendBounded<T>(list: T[], item: T, limit: number): void {
   list.push(item);
-  if (list.length > limit) list.splice(0, list.length - limit);
+  // shift(), not splice(): V8 trims the front of the array in place instead of moving it all.
+  while (list.length > limit) list.shift();
 }
 
 export class Recorder {
