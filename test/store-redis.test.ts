@@ -9,7 +9,7 @@ import { RedisConnection } from '../src/store/redis/connection';
 import { redisEndpoint } from '../src/store/redis/options';
 import { RedisServer } from './support/redis-server';
 import { ENTRY_HOST, ENTRY_PROFILE_KEY, storedEntry } from './support/stored-entries';
-import { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from './transport-certificates';
+import { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from './support/transport-certificates';
 
 const HOST = ENTRY_HOST;
 const PROFILE_KEY = ENTRY_PROFILE_KEY;
