@@ -2,9 +2,12 @@ import type { Node } from 'node-red';
 import type { StoreLease, StoreWarningListener } from '../../store';
 import type { TransportName, TransportTarget } from '../../transports/types';
 
+/** The config node's credentials. */
 export interface ProvisionKeys {
   provisionDeviceKey?: string;
   provisionDeviceSecret?: string;
+  /** For the Redis credential store. */
+  redisPassword?: string;
 }
 
 /** The server configuration node as the nodes that use it see it. */
