@@ -17,9 +17,17 @@ import {
   type DeviceKeys,
 } from './records';
 
-/** Hold it, and read the entry and the record of credentials sent, or say how long it is held. */
+/**
+ * Hold it (or find it held under this token already: a retry after a lost reply), and read the
+ * entry and the record of credentials sent; or say how long another holder keeps it.
+ */
 const CLAIM = new LuaScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  holder = ARGV[1]
+end
+if holder == ARGV[1] then
   return {1, redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[3]) or ''}
 end
 return {0, redis.call('PTTL', KEYS[1])}`);

@@ -17,8 +17,9 @@ const CONNECT_TIMEOUT_MS = 5000;
 /** Finds a connection that died silently (no FIN, no RST), as TCP keep-alive would much later. */
 const PING_INTERVAL_MS = 15_000;
 const RECONNECT_MAX_MS = 2000;
-/** How long a command waits for a connection being made before it fails. */
-const READY_PATIENCE_MS = 3000;
+/** How long a command waits for a connection being made, or made again, before it fails. */
+const READY_PATIENCE_MS = 5000;
+const RETRY_PAUSE_MS = 50;
 
 let redisModule: RedisModule | undefined;
 
@@ -64,8 +65,9 @@ export class RedisConnection {
   private readonly client: RedisClientType;
   /** The last connection failure, for the text of the errors of commands refused meanwhile. */
   private lastFailure: string | undefined;
-  /** While disconnected: one wait shared by every command, bounded by READY_PATIENCE_MS. */
+  /** While disconnected: resolves at the next connection (or close), one for every command. */
   private reconnected: Promise<void> | undefined;
+  private wakeWaiters: (() => void) | undefined;
   private closed = false;
 
   /** `forNotices`: a connection that only subscribes, which may queue while offline. */
@@ -101,13 +103,22 @@ export class RedisConnection {
     this.client.connect().catch(() => undefined);
   }
 
-  /** Sends one command; rejects with a RedisUnavailableError when Redis cannot answer. */
+  /**
+   * Sends one command, again after a lost connection while READY_PATIENCE_MS lasts: every command
+   * the store sends may run twice (none counts or appends, claims recognise their own token).
+   * Rejects with a RedisUnavailableError when Redis cannot answer.
+   */
   async command(args: string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<unknown> {
-    await this.ready();
-    try {
-      return await this.client.sendCommand(args, { timeout: timeoutMs });
-    } catch (err) {
-      throw this.unavailable(err);
+    const giveUpAt = Date.now() + READY_PATIENCE_MS;
+    for (;;) {
+      await this.ready(giveUpAt);
+      try {
+        return await this.client.sendCommand(args, { timeout: timeoutMs });
+      } catch (err) {
+        const failure = this.unavailable(err);
+        if (failure.refused || this.closed || Date.now() >= giveUpAt) throw failure;
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
+      }
     }
   }
 
@@ -119,12 +130,13 @@ export class RedisConnection {
   /** Runs a script by its digest, sending it whole when Redis does not have it. */
   async run(script: LuaScript, keys: string[], args: string[]): Promise<unknown> {
     const counts = [String(keys.length), ...keys, ...args];
-    await this.ready();
     try {
-      return await this.client.sendCommand(['EVALSHA', script.sha, ...counts]);
+      return await this.command(['EVALSHA', script.sha, ...counts]);
     } catch (err) {
       // Scripts are cached by Redis only until it restarts.
-      if (!errorText(err).startsWith('NOSCRIPT')) throw this.unavailable(err);
+      if (!(err instanceof RedisUnavailableError && errorText(err.cause).startsWith('NOSCRIPT'))) {
+        throw err;
+      }
     }
     return this.command(['EVAL', script.source, ...counts]);
   }
@@ -152,26 +164,32 @@ export class RedisConnection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.wakeWaiters?.();
     if (this.client.isOpen) this.client.destroy();
   }
 
-  /** Connected, or waited a moment for it: deploys and short outages need not fail a message. */
-  private ready(): Promise<void> {
-    if (this.client.isReady || this.closed) return Promise.resolve();
+  /** Connected, or waited for it until `giveUpAt`: deploys and short outages fail no message. */
+  private async ready(giveUpAt: number): Promise<void> {
+    if (this.client.isReady || this.closed) return;
     this.reconnected ??= new Promise<void>((resolve) => {
       const done = (): void => {
-        clearTimeout(timer);
         this.client.off('ready', done);
         this.reconnected = undefined;
+        this.wakeWaiters = undefined;
         resolve();
       };
-      const timer = setTimeout(done, READY_PATIENCE_MS);
+      this.wakeWaiters = done;
       this.client.on('ready', done);
     });
-    return this.reconnected;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.reconnected,
+      new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, giveUpAt - Date.now())))),
+    ]);
+    clearTimeout(timer);
   }
 
-  private unavailable(err: unknown): Error {
+  private unavailable(err: unknown): RedisUnavailableError {
     if (err instanceof RedisUnavailableError) return err;
     const { ErrorReply, TimeoutError } = loadRedis();
     // A reply from Redis itself (WRONGTYPE, OOM, READONLY, NOPERM...) is no connection problem.
