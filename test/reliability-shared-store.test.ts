@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { EmulatedDevice } from '../src/emulator';
+import { openRedisStore } from '../src/store';
 import type { TransportName } from '../src/transports/types';
 import { KEY, PROFILE, SECRET, configNode, type FlowNode } from './support/flows';
 import {
@@ -60,6 +61,78 @@ function emittedForm(device: EmulatedDevice): unknown {
       };
     case 'X509_CERTIFICATE':
       return credentials.certificate;
+  }
+}
+
+/**
+ * Every device emitted (per process) was created once and carries the server's credentials, and a
+ * device emitted by two processes carries the same in both, from the server in one of them only.
+ * Answers the number of such shared emissions and each device's outcomes at the server.
+ */
+async function checkAnswers(
+  emulator: RemoteEmulator,
+  emitted: Emitted[][],
+): Promise<{ shared: number; asked: Map<string, string[]> }> {
+  const asked = new Map<string, string[]>();
+  for (const request of await emulator.requests()) {
+    const name = (request.body as { deviceName: string }).deviceName;
+    asked.set(name, [...(asked.get(name) ?? []), request.outcome]);
+  }
+  const devices = new Map((await emulator.devices()).map((device) => [device.name, device]));
+  const byProcess = emitted.map((list) => new Map(list.map((e) => [e.deviceName, e])));
+  let shared = 0;
+  for (const [i, mine] of byProcess.entries()) {
+    assert.equal(mine.size, emitted[i].length, `process ${i}: each device once`);
+    for (const [name, record] of mine) {
+      assert.equal(
+        asked.get(name)?.filter((o) => o === 'SUCCESS').length,
+        1,
+        `${name} created once`,
+      );
+      const device = devices.get(name);
+      assert.ok(device, `${name} exists at the server`);
+      assert.deepEqual(
+        record.credentialsValue,
+        emittedForm(device),
+        `${name}: the server's credentials`,
+      );
+      for (const other of byProcess.slice(i + 1)) {
+        const theirs = other.get(name);
+        if (!theirs) continue;
+        shared += 2;
+        assert.deepEqual(
+          theirs.credentialsValue,
+          record.credentialsValue,
+          `${name}: the same in both`,
+        );
+        assert.notEqual(
+          theirs.cached,
+          record.cached,
+          `${name}: one asked, the other took the answer`,
+        );
+      }
+    }
+  }
+  return { shared, asked };
+}
+
+/** Redis holds exactly the credentials emitted, under the fleet's prefix. */
+async function checkRedis(redis: RedisServer, emitted: Emitted[][]): Promise<void> {
+  const expected = new Map(emitted.flat().map((e) => [e.deviceName, e.credentialsValue]));
+  const store = openRedisStore({ url: redis.url, prefix: 'fleet:' });
+  try {
+    let entries = 0;
+    for await (const entry of store.entries()) {
+      entries += 1;
+      assert.deepEqual(
+        entry.answer.credentialsValue,
+        expected.get(entry.deviceName),
+        entry.deviceName,
+      );
+    }
+    assert.equal(entries, expected.size, 'every device emitted is kept in Redis');
+  } finally {
+    await store.release();
   }
 }
 
@@ -234,49 +307,107 @@ describe('reliability: one fleet, two Node-RED processes, one Redis', function (
     assert.deepEqual(a.failed(), [], 'nothing in Catch (a)');
     assert.deepEqual(b.failed(), [], 'nothing in Catch (b)');
 
-    const requests = await emulator.requests();
-    const asked = new Map<string, string[]>();
-    for (const request of requests) {
-      const name = (request.body as { deviceName: string }).deviceName;
-      asked.set(name, [...(asked.get(name) ?? []), request.outcome]);
-    }
-    const devices = new Map((await emulator.devices()).map((device) => [device.name, device]));
-    const fromA = new Map(a.emitted().map((e) => [e.deviceName, e]));
-    const fromB = new Map(b.emitted().map((e) => [e.deviceName, e]));
-    assert.equal(fromA.size, total);
-    assert.equal(fromB.size, total);
-    let shared = 0;
-    for (const [name, emitted] of [...fromA, ...fromB]) {
-      assert.deepEqual(asked.get(name), ['SUCCESS'], `${name} asked for once`);
-      const device = devices.get(name);
-      assert.ok(device, `${name} exists at the server`);
-      assert.deepEqual(
-        emitted.credentialsValue,
-        emittedForm(device),
-        `${name}: the server's credentials`,
-      );
-      const other = fromA.get(name) === emitted ? fromB.get(name) : fromA.get(name);
-      if (other) {
-        shared += 1;
-        assert.deepEqual(
-          other.credentialsValue,
-          emitted.credentialsValue,
-          `${name}: the same in both`,
-        );
-        assert.notEqual(
-          other.cached,
-          emitted.cached,
-          `${name}: one asked, the other took the answer`,
-        );
-      }
-    }
+    assert.equal(a.emitted().length, total);
+    assert.equal(b.emitted().length, total);
+    const { shared, asked } = await checkAnswers(emulator, [a.emitted(), b.emitted()]);
     assert.equal(shared, 2 * 3 * (DEVICES - half));
     assert.equal(asked.size, 3 * (DEVICES + half));
+    for (const outcomes of asked.values()) assert.deepEqual(outcomes, ['SUCCESS']);
+    await checkRedis(redis, [a.emitted(), b.emitted()]);
 
     for (const child of [a.child, b.child]) child.kill('SIGINT');
     for (const child of [a.child, b.child]) {
       const { code } = await child.exited;
       assert.equal(code, 0, `Node-RED exited with ${code}\n${child.log.slice(-3000)}`);
     }
+  });
+  it('goes on when Redis is killed and restarted mid-run: nothing lost, nothing in Catch', async function () {
+    emulator = await startEmulator({ profiles: [PROFILE], faults: { answerDelayMs: 2 } });
+    const lanes = (from: number) =>
+      (['http', 'coap'] as const).map((transport) => ({
+        transport,
+        credentialsType: 'ACCESS_TOKEN',
+        names: names(`outage-${transport}`, from, from + DEVICES),
+      }));
+    const half = Math.floor(DEVICES / 2);
+    const a = start('a', lanes(0));
+    const b = start('b', lanes(half));
+    const total = 2 * DEVICES;
+    const done = (p: typeof a) => p.emitted().length + p.failed().length;
+    await waitUntil(
+      'a quarter is answered',
+      () => done(a) + done(b) >= total / 2,
+      60_000,
+      a.child,
+      b.child,
+    );
+    await redis.kill('SIGKILL');
+    const killedAt = done(a) + done(b);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await redis.restart();
+    await waitUntil(
+      'both answered every device',
+      () => done(a) >= total && done(b) >= total,
+      120_000,
+      a.child,
+      b.child,
+    );
+    assert.ok(killedAt < 2 * total, 'Redis was killed while devices were still being provisioned');
+    assert.deepEqual([...a.failed(), ...b.failed()], [], 'nothing in Catch');
+    assert.equal(a.emitted().length, total);
+    assert.equal(b.emitted().length, total);
+    const { asked } = await checkAnswers(emulator, [a.emitted(), b.emitted()]);
+    for (const [name, outcomes] of asked)
+      assert.deepEqual(outcomes, ['SUCCESS'], `${name} asked once`);
+    await checkRedis(redis, [a.emitted(), b.emitted()]);
+  });
+
+  it('a Node-RED process killed mid-run: the other completes every device, recovering the answers lost with it', async function () {
+    // Requests stay out a moment, so the kill lands while some have reached the server.
+    emulator = await startEmulator({ profiles: [PROFILE], faults: { answerDelayMs: 20 } });
+    const count = Math.min(DEVICES, 300);
+    const lanes: Lane[] = [
+      { transport: 'http', credentialsType: 'ACCESS_TOKEN', names: names('killed-http', 0, count) },
+      { transport: 'mqtt', credentialsType: 'MQTT_BASIC', names: names('killed-mqtt', 0, count) },
+    ];
+    // A short deadline keeps the hold of the killed process short: 1 s × 3 + backoff + 2 s.
+    const node = { timeout: 1, retries: 1, concurrency: 8 };
+    const a = start('a', lanes, node);
+    const b = start('b', lanes, node);
+    await waitUntil(
+      'the first process provisioned some',
+      () => a.emitted().filter((e) => !e.cached).length >= 40,
+      60_000,
+      a.child,
+      b.child,
+    );
+    a.child.kill('SIGKILL');
+    assert.equal((await a.child.exited).signal, 'SIGKILL');
+    const total = 2 * count;
+    await waitUntil(
+      'the other answered every device',
+      () => b.emitted().length + b.failed().length >= total,
+      120_000,
+      b.child,
+    );
+    assert.deepEqual(b.failed(), [], 'nothing in Catch');
+    assert.equal(b.emitted().length, total);
+    const { asked } = await checkAnswers(emulator, [a.emitted(), b.emitted()]);
+    const fromB = new Map(b.emitted().map((e) => [e.deviceName, e]));
+    for (const record of a.emitted()) {
+      assert.deepEqual(
+        fromB.get(record.deviceName)?.credentialsValue,
+        record.credentialsValue,
+        record.deviceName,
+      );
+    }
+    // Created by the killed process, its answer lost with it: the survivor's FAILURE was recovered.
+    const recovered = [...asked].filter(([, outcomes]) => outcomes.includes('FAILURE'));
+    assert.ok(recovered.length > 0, 'the kill left answers to recover');
+    for (const [name, outcomes] of recovered) {
+      assert.deepEqual(outcomes, ['SUCCESS', 'FAILURE'], name);
+      assert.equal(fromB.get(name)?.cached, false, name);
+    }
+    await checkRedis(redis, [b.emitted()]);
   });
 });

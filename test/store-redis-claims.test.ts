@@ -17,11 +17,22 @@ const keyOf = (deviceName: string) => deviceKey('tb.example', 'profile-key', dev
 const claimKey = (deviceName: string) => `tb-provision:claim:${keyOf(deviceName)}`;
 const sendingKey = (deviceName: string) => `tb-provision:sending:${keyOf(deviceName)}`;
 const never = new AbortController().signal;
-// Hundreds of waits share it, as a provisioner's flights share its closing signal.
+// Hundreds of waits share it, as a provisioner's waiting flights share its closing signal.
 setMaxListeners(0, never);
 const SENT: SentCredentials = {
   credentials: { type: 'ACCESS_TOKEN', token: 'generated-token-0001' },
 };
+
+/** Holds a device the test expects to be free. */
+async function take(
+  store: RedisCredentialStore,
+  deviceName: string,
+  holdMs: number,
+): Promise<DeviceClaim> {
+  const claim = await store.claim(keyOf(deviceName), { holdMs });
+  assert.ok(claim.held, `${deviceName} is free`);
+  return claim;
+}
 
 const settledWithin = async <T>(promise: Promise<T>, ms: number): Promise<T | 'pending'> =>
   Promise.race([promise, new Promise<'pending'>((r) => setTimeout(() => r('pending'), ms))]);
@@ -52,7 +63,7 @@ describe('credential store: Redis claims (single flight across processes)', func
 
   it('holds a free device at once, under a random token that expires, and reads its entry in the same step', async function () {
     const a = handle();
-    const claim = await a.claim(keyOf('free'), { holdMs: 5000, signal: never });
+    const claim = await take(a, 'free', 5000);
     assert.equal(claim.entry, undefined);
     assert.equal(claim.unanswered, undefined);
     assert.match((await raw.get(claimKey('free'))) ?? '', /^[0-9a-f]{32}$/);
@@ -62,22 +73,26 @@ describe('credential store: Redis claims (single flight across processes)', func
     assert.equal(await raw.get(claimKey('free')), null);
 
     await a.put(storedEntry('free'));
-    const again = await a.claim(keyOf('free'), { holdMs: 5000, signal: never });
+    const again = await take(a, 'free', 5000);
     assert.deepEqual(again.entry, storedEntry('free'));
     await again.release();
   });
 
-  it('another process waits while the device is held, and is woken by the release with the answer kept', async function () {
+  it('tells another process the device is held, and wakes it at the release to find the answer kept', async function () {
     const [a, b] = [handle(), handle()];
-    const held = await a.claim(keyOf('shared'), { holdMs: 10_000, signal: never });
-    const waiting = b.claim(keyOf('shared'), { holdMs: 10_000, signal: never });
-    assert.equal(await settledWithin(waiting, 300), 'pending', 'one holder at a time');
+    const held = await take(a, 'shared', 10_000);
+    const elsewhere = await b.claim(keyOf('shared'), { holdMs: 10_000 });
+    assert.equal(elsewhere.held, false, 'one holder at a time');
+    assert.ok(!elsewhere.held);
+    const released = elsewhere.released(never);
+    assert.equal(await settledWithin(released, 300), 'pending');
     await a.put(storedEntry('shared'));
     const releasedAt = Date.now();
     await held.release();
-    const taken = await waiting;
+    await released;
     // Woken by the notice, well before a waiter would look again by itself (2 s).
     assert.ok(Date.now() - releasedAt < 1000, `woken after ${Date.now() - releasedAt} ms`);
+    const taken = await take(b, 'shared', 10_000);
     assert.deepEqual(taken.entry, storedEntry('shared'));
     await taken.release();
   });
@@ -85,11 +100,14 @@ describe('credential store: Redis claims (single flight across processes)', func
   it('wakes hundreds of waiters as their devices are released', async function () {
     const [a, b] = [handle(), handle()];
     const names = Array.from({ length: 300 }, (_, i) => `many-${i}`);
-    const held = await Promise.all(
-      names.map((name) => a.claim(keyOf(name), { holdMs: 10_000, signal: never })),
+    const held = await Promise.all(names.map((name) => take(a, name, 10_000)));
+    const waiting = await Promise.all(
+      names.map(async (name) => {
+        const elsewhere = await b.claim(keyOf(name), { holdMs: 10_000 });
+        assert.ok(!elsewhere.held, name);
+        return elsewhere.released(never);
+      }),
     );
-    const waiting = names.map((name) => b.claim(keyOf(name), { holdMs: 10_000, signal: never }));
-    await new Promise((resolve) => setTimeout(resolve, 100));
     const started = Date.now();
     await Promise.all(
       held.map(async (claim, i) => {
@@ -97,50 +115,52 @@ describe('credential store: Redis claims (single flight across processes)', func
         await claim.release();
       }),
     );
-    const taken = await Promise.all(waiting);
-    assert.ok(Date.now() - started < 1900, `all taken after ${Date.now() - started} ms`);
+    await Promise.all(waiting);
+    assert.ok(Date.now() - started < 1900, `all woken after ${Date.now() - started} ms`);
+    const taken = await Promise.all(names.map((name) => take(b, name, 10_000)));
     taken.forEach((claim, i) => assert.deepEqual(claim.entry, storedEntry(names[i])));
     await Promise.all(taken.map((claim) => claim.release()));
   });
 
   it('renews a hold while it lasts, so a long flight keeps its device', async function () {
     const [a, b] = [handle(), handle()];
-    const held = await a.claim(keyOf('long'), { holdMs: 400, signal: never });
-    const stop = new AbortController();
-    const waiting = b.claim(keyOf('long'), { holdMs: 400, signal: stop.signal });
-    waiting.catch(() => undefined);
+    const held = await take(a, 'long', 400);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     assert.ok(Number(await raw.command(['PTTL', claimKey('long')])) > 0);
-    stop.abort();
-    await assert.rejects(waiting);
+    assert.equal((await b.claim(keyOf('long'), { holdMs: 400 })).held, false);
     await held.sending(SENT);
     await held.release();
   });
 
-  it('a wait stops at once when its signal aborts', async function () {
+  it('a wait for a release ends at once when its signal aborts', async function () {
     const [a, b] = [handle(), handle()];
-    const held = await a.claim(keyOf('aborted'), { holdMs: 10_000, signal: never });
+    const held = await take(a, 'aborted', 10_000);
+    const elsewhere = await b.claim(keyOf('aborted'), { holdMs: 10_000 });
+    assert.ok(!elsewhere.held);
     const stop = new AbortController();
-    const waiting = b.claim(keyOf('aborted'), { holdMs: 10_000, signal: stop.signal });
     setTimeout(() => stop.abort(), 50);
     const started = Date.now();
-    await assert.rejects(waiting);
+    await elsewhere.released(stop.signal);
     assert.ok(Date.now() - started < 500);
+    assert.equal((await b.claim(keyOf('aborted'), { holdMs: 10_000 })).held, false);
     await held.release();
   });
 
   it('a holder that died lets go when its hold expires; the next one gets the credentials it was sending', async function () {
     const [dead, b] = [handle(), handle()];
-    const held = await dead.claim(keyOf('orphan'), { holdMs: 600, signal: never });
+    const held = await take(dead, 'orphan', 600);
     await held.sending({
       credentials: { type: 'X509_CERTIFICATE', certificate: 'PEM' },
       generated: { certificate: 'PEM', privateKey: 'KEY' },
     });
     // Released without letting go of its hold, as a killed process: nothing renews it now.
     await dead.release();
+    const elsewhere = await b.claim(keyOf('orphan'), { holdMs: 5000 });
+    assert.ok(!elsewhere.held);
     const started = Date.now();
-    const taken = await b.claim(keyOf('orphan'), { holdMs: 5000, signal: never });
-    assert.ok(Date.now() - started < 1500, `taken over after ${Date.now() - started} ms`);
+    await elsewhere.released(never);
+    assert.ok(Date.now() - started < 1500, `looked again after ${Date.now() - started} ms`);
+    const taken = await take(b, 'orphan', 5000);
     assert.deepEqual(taken.unanswered, {
       credentials: { type: 'X509_CERTIFICATE', certificate: 'PEM' },
       generated: { certificate: 'PEM', privateKey: 'KEY' },
@@ -153,7 +173,7 @@ describe('credential store: Redis claims (single flight across processes)', func
 
   it('releases only its own hold: one that expired and went to another process stays with it', async function () {
     const a = handle();
-    const held: DeviceClaim = await a.claim(keyOf('expired'), { holdMs: 10_000, signal: never });
+    const held = await take(a, 'expired', 10_000);
     await raw.command(['SET', claimKey('expired'), 'another-process-token', 'PX', '10000']);
     await assert.rejects(held.sending(SENT), /lost its hold on the device in Redis/);
     assert.equal(await raw.get(sendingKey('expired')), null, 'nothing recorded: nothing sent');
@@ -164,7 +184,7 @@ describe('credential store: Redis claims (single flight across processes)', func
   it('a damaged entry fails the claim with a clear text and lets go of the device', async function () {
     await raw.command(['SET', `tb-provision:device:${keyOf('damaged')}`, '[]']);
     await assert.rejects(
-      handle().claim(keyOf('damaged'), { holdMs: 5000, signal: never }),
+      handle().claim(keyOf('damaged'), { holdMs: 5000 }),
       /the Redis key tb-provision:device:.*damaged.* is not written by this package/,
     );
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -176,13 +196,13 @@ describe('credential store: Redis claims (single flight across processes)', func
     await server.kill();
     try {
       await assert.rejects(
-        a.claim(keyOf('offline'), { holdMs: 5000, signal: never }),
+        a.claim(keyOf('offline'), { holdMs: 5000 }),
         /^RedisUnavailableError: Redis at 127\.0\.0\.1:\d+ cannot be reached/,
       );
     } finally {
       await server.restart();
     }
-    const claim = await a.claim(keyOf('offline'), { holdMs: 5000, signal: never });
+    const claim = await take(a, 'offline', 5000);
     await claim.release();
   });
 });

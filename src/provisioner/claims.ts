@@ -1,12 +1,19 @@
 /**
  * Single flight across processes, with a store that offers claim(): a flight that keeps its answer
- * holds its device in the store from the lookup until the answer is kept, so one process asks the
- * server and the others take its answer from the store. A hold outlives a dead process long enough
- * for its request to end; the next holder sends the credentials the dead one was sending, so a
- * device it created can be recovered through the device API.
+ * holds its device in the store while in its slot, from a lookup under the hold until the answer
+ * is kept, so one process asks the server and the others take its answer from the store. A hold
+ * outlives a dead process long enough for its request to end; the next holder sends the
+ * credentials the dead one was sending, so a device it created can be recovered through the device
+ * API.
  */
 import { ProvisionError, errorText } from '../protocol/errors';
-import type { CredentialStore, DeviceClaim, SentCredentials } from '../store/types';
+import type { DeviceCredentials } from '../protocol/types';
+import type {
+  CredentialStore,
+  DeviceClaim,
+  GeneratedMaterial,
+  SentCredentials,
+} from '../store/types';
 import type { Backoff } from './backoff';
 import type { Flight } from './single-flight';
 import type { ProvisionJob } from './types';
@@ -46,14 +53,20 @@ export function unansweredCredentials(
   return sent;
 }
 
-/** Records generated credentials before they leave; when that fails, nothing is sent. */
+/**
+ * Records credentials the node generated (never the flow's) before they leave, so that a process
+ * taking over can recover the answer; when that fails, nothing is sent.
+ */
 export async function recordSending(
   claim: DeviceClaim,
-  sent: SentCredentials,
+  prepared: PreparedJob,
+  credentials: DeviceCredentials | undefined,
+  generated: GeneratedMaterial | undefined,
   store: CredentialStore,
 ): Promise<void> {
+  if (!credentials || prepared.supplied) return;
   try {
-    await claim.sending(sent);
+    await claim.sending(generated ? { credentials, generated } : { credentials });
   } catch (err) {
     const name = store.describe();
     throw new ProvisionError(

@@ -8,7 +8,7 @@ import { ProvisionError, errorText } from '../protocol/errors';
 import { buildRequest } from '../protocol/request';
 import type { DeviceCredentials, ProvisionAnswer, ProvisionRequest } from '../protocol/types';
 import { deviceKey } from '../store/entry';
-import type { CredentialStore, StoredEntry } from '../store/types';
+import type { CredentialStore, DeviceClaim, HeldElsewhere, StoredEntry } from '../store/types';
 import { getTransport, verifyDeviceCredentials } from '../transports';
 import type { Transport, TransportName } from '../transports/types';
 import { DEFAULT_BACKOFF, sleep, type Backoff, type Sleep } from './backoff';
@@ -110,7 +110,7 @@ export class Provisioner {
   /** Aborts queued and running jobs (they reject with ProvisionCancelledError) and waits for them. */
   async close(): Promise<void> {
     this.closing.abort();
-    for (const flight of this.slots.takeAll()) releaseClaim(flight);
+    this.slots.takeAll();
     for (const flight of this.flights.cancelAll()) flight.controller?.abort();
     while (this.flying.size > 0) await Promise.allSettled([...this.flying]);
   }
@@ -127,7 +127,7 @@ export class Provisioner {
     }
     if (flight.participants.length === 0) return;
     if (!flight.participants.some(takesStored)) {
-      this.queue(flight);
+      this.slots.enter(flight);
       return;
     }
     store.get(flight.key).then(
@@ -137,31 +137,14 @@ export class Provisioner {
   }
 
   private lookedUp(flight: Flight, entry: StoredEntry | undefined): void {
-    if (flight.participants.length > 0 && entry) {
+    if (flight.participants.length === 0) return;
+    if (entry) {
       this.flights.answer(flight, answerFromStore(entry), takesStored);
+      if (flight.participants.length === 0) return;
       // Left: jobs that asked for the server's answer (reprovision, or not kept).
       flight.persist = flight.participants.some((p) => p.job.persist);
     }
-    if (flight.participants.length === 0) releaseClaim(flight);
-    else this.queue(flight);
-  }
-
-  /** Into the queue; with a shared store, after holding the device and looking again under the hold. */
-  private queue(flight: Flight): void {
-    const store = this.store;
-    if (!flight.persist || flight.claim || !store?.claim) {
-      this.slots.enter(flight);
-      return;
-    }
-    const { job } = flight.prepared;
-    store.claim(flight.key, { holdMs: holdTime(job, this.backoff), signal: flight.signal }).then(
-      (claim) => {
-        flight.claim = claim;
-        this.lookedUp(flight, flight.participants.some(takesStored) ? claim.entry : undefined);
-      },
-      (err: unknown) =>
-        this.unreadable(flight, store, flight.signal.aborted ? new ProvisionCancelledError() : err),
-    );
+    this.slots.enter(flight);
   }
 
   /** Jobs that keep credentials fail before anything is sent; the others go on. */
@@ -208,7 +191,9 @@ export class Provisioner {
   private fly(flight: Flight): void {
     const landed = this.exchangeAndKeep(flight)
       .then(
-        (result) => this.flights.answer(flight, result),
+        (result) => {
+          if (result) this.flights.answer(flight, result);
+        },
         (err: unknown) => this.flights.fail(flight, err),
       )
       .then(() => releaseClaim(flight));
@@ -216,9 +201,11 @@ export class Provisioner {
     void landed.then(() => this.flying.delete(landed));
   }
 
-  private async exchangeAndKeep(flight: Flight): Promise<ProvisionResult> {
+  /** Undefined when the flight left its slot without an exchange: see hold(). */
+  private async exchangeAndKeep(flight: Flight): Promise<ProvisionResult | undefined> {
     let result: ProvisionResult;
     try {
+      if (!(await this.hold(flight))) return undefined;
       result = await this.exchange(flight);
     } finally {
       // The slot is freed when the exchange ends, before the answer is stored.
@@ -229,10 +216,43 @@ export class Provisioner {
     return result;
   }
 
+  /**
+   * With a shared store, a flight that keeps its answer holds its device there first, reading the
+   * entry under the hold. False when the flight has no exchange to make: answered from that entry,
+   * gone to wait (outside any slot) for the process that holds the device, or failed.
+   */
+  private async hold(flight: Flight): Promise<boolean> {
+    const store = this.store;
+    if (!flight.persist || !store?.claim) return true;
+    let claim: DeviceClaim | HeldElsewhere;
+    try {
+      claim = await store.claim(flight.key, {
+        holdMs: holdTime(flight.prepared.job, this.backoff),
+      });
+    } catch (err) {
+      // Queued again without the store for the jobs that did not ask for it.
+      this.unreadable(flight, store, err);
+      return false;
+    }
+    if (!claim.held) {
+      // Looked up again once the other process let go: its answer is then in the store.
+      claim.released(flight.signal).then(
+        () => this.lookUp(flight),
+        () => undefined,
+      );
+      return false;
+    }
+    flight.claim = claim;
+    if (claim.entry && flight.participants.some(takesStored)) {
+      this.flights.answer(flight, answerFromStore(claim.entry), takesStored);
+      flight.persist = flight.participants.some((p) => p.job.persist);
+    }
+    return flight.participants.length > 0;
+  }
+
   /** Nobody waits for the flight any more: out of the queue, or its exchange stopped. */
   private abandon(flight: Flight): void {
-    // Queued: it never flies. Flying: it lets go once it has landed.
-    if (this.slots.leave(flight)) releaseClaim(flight);
+    this.slots.leave(flight);
     flight.controller?.abort();
   }
 
@@ -248,9 +268,8 @@ export class Provisioner {
       ({ credentials, generated } = await generateCredentials(prepared.mode, prepared.deviceName));
       if (signal.aborted) throw new ProvisionCancelledError();
     }
-    if (claim && credentials && !prepared.supplied && this.store) {
-      const sent = generated ? { credentials, generated } : { credentials };
-      await recordSending(claim, sent, this.store);
+    if (claim && this.store) {
+      await recordSending(claim, prepared, credentials, generated, this.store);
       if (signal.aborted) throw new ProvisionCancelledError();
     }
     const request = buildRequest({
@@ -261,14 +280,8 @@ export class Provisioner {
       gateway: prepared.job.gateway === true,
     });
     try {
-      const sentBefore = unanswered !== undefined;
-      const { answer, recovered } = await this.send(
-        prepared,
-        request,
-        credentials,
-        signal,
-        sentBefore,
-      );
+      const again = unanswered !== undefined;
+      const { answer, recovered } = await this.send(prepared, request, credentials, signal, again);
       return resultOf(prepared.deviceName, answer, generated, recovered);
     } catch (err) {
       throw scrub(err, secretsOf(credentials, generated));

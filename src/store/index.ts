@@ -9,6 +9,7 @@ export type {
   DeviceClaim,
   DeviceKey,
   GeneratedMaterial,
+  HeldElsewhere,
   SentCredentials,
   StoreWarning,
   StoreWarningListener,

@@ -37,12 +37,18 @@ export interface SentCredentials {
 export interface ClaimOptions {
   /** How long the hold outlives this process if it dies: beyond a request's deadline and retries. */
   holdMs: number;
-  /** Stops the wait for a device another process holds (rejecting as cancelled). */
-  signal: AbortSignal;
+}
+
+/** Another process holds the device: look it up again once it lets go. */
+export interface HeldElsewhere {
+  readonly held: false;
+  /** Resolves once the holder may have let go (released, or its hold expired), or `signal` aborts. */
+  released(signal: AbortSignal): Promise<void>;
 }
 
 /** A device held for this process by a shared store, from its lookup until its answer is kept. */
 export interface DeviceClaim {
+  readonly held: true;
   /** The device's entry when the hold began: another process may have answered meanwhile. */
   readonly entry: StoredEntry | undefined;
   /** Recorded by an earlier holder that never kept an answer: its request may have created the device. */
@@ -60,7 +66,8 @@ export interface DeviceClaim {
  * A backend keeps two promises the provisioner builds on: put() resolves only once the entry is
  * durable, and get() answers only entries whose put() completed. Single flight within a process
  * is the provisioner's; a backend shared by several processes must also hold each device for the
- * one process that asks the server, from its lookup until its answer is put: it offers claim().
+ * one process that asks the server, from a lookup under the hold until its answer is put: it
+ * offers claim().
  */
 export interface CredentialStore {
   /** Resolves once the store can answer; rejects when it cannot be read or reached at all. */
@@ -76,10 +83,10 @@ export interface CredentialStore {
   /** The store as a sentence names it: `the credentials file <path>`, or a URL without password. */
   describe(): string;
   /**
-   * Shared backends: waits until no other process holds the device, then holds it and reads its
-   * entry in the same step. Rejects when the store cannot be reached.
+   * Shared backends: holds the device for this process and reads its entry in the same step, or
+   * says that another process holds it. Rejects when the store cannot be reached.
    */
-  claim?(key: DeviceKey, options: ClaimOptions): Promise<DeviceClaim>;
+  claim?(key: DeviceKey, options: ClaimOptions): Promise<DeviceClaim | HeldElsewhere>;
   /** What the user can do when the store cannot be read or written: the end of a sentence. */
   remedy?(failure: 'read' | 'write'): string;
 }

@@ -6,7 +6,14 @@
  * expires, and its record of credentials sent lets the next holder recover the lost answer.
  */
 import { randomBytes } from 'node:crypto';
-import type { ClaimOptions, DeviceClaim, DeviceKey, SentCredentials, StoredEntry } from '../types';
+import type {
+  ClaimOptions,
+  DeviceClaim,
+  DeviceKey,
+  HeldElsewhere,
+  SentCredentials,
+  StoredEntry,
+} from '../types';
 import { LuaScript, type RedisConnection } from './connection';
 import {
   deviceKeys,
@@ -71,6 +78,7 @@ export class HoldLostError extends Error {
 }
 
 class RedisDeviceClaim implements DeviceClaim {
+  readonly held = true;
   renewedAt = Date.now();
   released: Promise<void> | undefined;
 
@@ -109,10 +117,9 @@ export class RedisClaims {
     private readonly prefix: string,
   ) {}
 
-  async claim(key: DeviceKey, { holdMs, signal }: ClaimOptions): Promise<DeviceClaim> {
+  async claim(key: DeviceKey, { holdMs }: ClaimOptions): Promise<DeviceClaim | HeldElsewhere> {
     const keys = deviceKeys(this.prefix, key);
     const token = randomBytes(16).toString('hex');
-    const hold = String(Math.ceil(holdMs));
     if (!this.listener) {
       // Not waited for: until it listens, waiters look again by themselves.
       this.listener = this.openListener();
@@ -120,29 +127,27 @@ export class RedisClaims {
         this.wake(message as DeviceKey),
       );
     }
-    for (;;) {
-      if (signal.aborted) throw signal.reason;
-      // Listening before asking: a release between the two still wakes this waiter.
-      const notice = this.notice(key);
-      let reply: unknown;
-      try {
-        reply = await this.connection.run(
-          CLAIM,
-          [keys.claim, keys.entry, keys.sending],
-          [token, hold],
-        );
-      } catch (err) {
-        notice.cancel();
-        throw err;
-      }
-      const [won, entryText, sendingText] = reply as [number, string | number, string];
-      if (won === 1) {
-        notice.cancel();
-        return this.hold(keys, key, token, holdMs, String(entryText), sendingText);
-      }
-      const heldFor = Number(entryText);
-      await notice.wait(heldFor > 0 ? Math.min(heldFor + 5, LOOK_AGAIN_MS) : 10, signal);
+    // Listening before asking: a release between the two still wakes the waiter.
+    const notice = this.notice(key);
+    let reply: unknown;
+    try {
+      reply = await this.connection.run(
+        CLAIM,
+        [keys.claim, keys.entry, keys.sending],
+        [token, String(Math.ceil(holdMs))],
+      );
+    } catch (err) {
+      notice.cancel();
+      throw err;
     }
+    const [won, entryText, sendingText] = reply as [number, string | number, string];
+    if (won === 1) {
+      notice.cancel();
+      return this.hold(keys, key, token, holdMs, String(entryText), sendingText);
+    }
+    const heldFor = Number(entryText);
+    const lookAgainMs = heldFor > 0 ? Math.min(heldFor + 5, LOOK_AGAIN_MS) : 10;
+    return { held: false, released: (signal) => notice.wait(lookAgainMs, signal) };
   }
 
   async sending(claim: RedisDeviceClaim, sent: SentCredentials): Promise<void> {

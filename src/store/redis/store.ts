@@ -4,7 +4,14 @@
  * with `?wait=` did); get() answers what Redis holds. How durable an acknowledged write is depends
  * on Redis's own persistence (appendonly, appendfsync).
  */
-import type { ClaimOptions, CredentialStore, DeviceClaim, DeviceKey, StoredEntry } from '../types';
+import type {
+  ClaimOptions,
+  CredentialStore,
+  DeviceClaim,
+  DeviceKey,
+  HeldElsewhere,
+  StoredEntry,
+} from '../types';
 import { keyOf } from '../entry';
 import { RedisClaims } from './claims';
 import {
@@ -28,7 +35,7 @@ const PUT_RETRY_MS = 250;
 
 /** A Redis store handle, with what only Redis has. */
 export interface RedisCredentialStore extends CredentialStore {
-  claim(key: DeviceKey, options: ClaimOptions): Promise<DeviceClaim>;
+  claim(key: DeviceKey, options: ClaimOptions): Promise<DeviceClaim | HeldElsewhere>;
   /** Every entry under the prefix; `onDamaged` hears of keys whose value cannot be used. */
   entries(onDamaged?: (redisKey: string, problem: string) => void): AsyncGenerator<StoredEntry>;
 }
@@ -79,7 +86,7 @@ export class RedisStore implements RedisCredentialStore {
     while (this.puts.size > 0) await Promise.allSettled([...this.puts]);
   }
 
-  claim(key: DeviceKey, options: ClaimOptions): Promise<DeviceClaim> {
+  claim(key: DeviceKey, options: ClaimOptions): Promise<DeviceClaim | HeldElsewhere> {
     if (this.released) return Promise.reject(new Error('This credential store was released'));
     return this.claims.claim(key, options);
   }
