@@ -32,7 +32,7 @@ export interface Flight {
   participants: Participant[];
   /** Some participant wants the answer kept (read once the answer is in). */
   persist: boolean;
-  /** The device held in a shared store, from the lookup until the answer is kept. */
+  /** The device held in a shared store while the flight is in its slot, until the answer is kept. */
   claim: DeviceClaim | undefined;
 }
 
