@@ -10,13 +10,17 @@
  * the last device leaves the last provision node. Two instances get the same list (one fleet: each
  * device is asked for once) or halves of it.
  */
-import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { deviceKey, openRedisStore } from '../src/store';
 import { NodeRedProcess, prepareUserDir } from '../test/support/node-red-process';
 import { RedisServer } from '../test/support/redis-server';
+import {
+  HOST,
+  startEmulator as startRemoteEmulator,
+  type RemoteEmulator,
+} from '../test/support/transport-helpers';
 import { PROVISION_KEY, PROVISION_SECRET, type EmulatorAddress } from './common';
 
 const DEVICES = Number(process.argv[2] ?? 2000);
@@ -49,22 +53,17 @@ const ROWS: Row[] = [
   { label: 'Redis store, two instances, one list', store: 'redis', lists: (n) => [n, n] },
 ];
 
-async function startEmulator(): Promise<{ address: EmulatorAddress; stop(): Promise<void> }> {
-  const child = fork(path.join(__dirname, 'emulator.ts'), [], {
-    execArgv: ['-r', require.resolve('tsx/cjs')],
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+function startEmulator(): Promise<RemoteEmulator> {
+  return startRemoteEmulator({
+    profiles: [
+      {
+        name: 'bench',
+        provisionDeviceKey: PROVISION_KEY,
+        provisionDeviceSecret: PROVISION_SECRET,
+        strategy: 'allow-create',
+      },
+    ],
   });
-  const address = await new Promise<EmulatorAddress>((resolve) =>
-    child.once('message', (m) => resolve(m as EmulatorAddress)),
-  );
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  return {
-    address,
-    stop: async () => {
-      child.send('stop');
-      await exited;
-    },
-  };
 }
 
 /** inject → wait for the go file → split → provision → a counter that writes when done. */
@@ -117,10 +116,10 @@ function flow(
       func: `const fs = global.get('fs'); fs.writeFileSync(${ready}, '');
 const go = () => (fs.existsSync(${go}) ? node.send(msg) : setTimeout(go, 2)); go(); return null;`,
       outputs: 1,
-      wires: [['split']],
+      wires: [['splitter']],
     },
     {
-      id: 'split',
+      id: 'splitter',
       z: 'tab',
       type: 'split',
       splt: '\\n',
@@ -173,11 +172,13 @@ async function until(
   what: string,
   children: NodeRedProcess[],
 ): Promise<void> {
-  const deadline = Date.now() + 300_000;
+  const deadline = Date.now() + Number(process.env.TB_BENCH_ROW_TIMEOUT_MS ?? 300_000);
   while (!check()) {
     const dead = children.find((child) => child.hasExited);
     if (dead) throw new Error(`Node-RED exited before ${what}:\n${dead.log.slice(-2000)}`);
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out: ${what}\n${children.map((c) => c.log.slice(-2000)).join('\n')}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
@@ -190,6 +191,7 @@ async function measure(row: Row, round: number): Promise<number> {
   const children: NodeRedProcess[] = [];
   try {
     const names = Array.from({ length: DEVICES }, (_, i) => `bench-${round}-${i}`);
+    const address: EmulatorAddress = { host: HOST, ports: emulator.ports };
     const dirs = row.lists(names).map((list, i) => {
       const dir = path.join(root, `instance-${i}`);
       fs.mkdirSync(dir);
@@ -198,7 +200,7 @@ async function measure(row: Row, round: number): Promise<number> {
       });
       fs.writeFileSync(
         path.join(dir, 'flows.json'),
-        JSON.stringify(flow(dir, emulator.address, row.store, redis.url, list)),
+        JSON.stringify(flow(dir, address, row.store, redis.url, list)),
       );
       children.push(new NodeRedProcess(dir));
       return dir;
