@@ -171,6 +171,35 @@ describe('credential store: Redis claims (single flight across processes)', func
     await taken.release();
   });
 
+  it('keeping the answer lets go of the hold in the same step, and tells only a process that waits', async function () {
+    const listener = new RedisConnection(redisEndpoint({ url: server.url }), true);
+    const published: string[] = [];
+    listener.subscribe('tb-provision:released', (message) => published.push(message));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const [a, b] = [handle(), handle()];
+      const alone = await take(a, 'kept-alone', 10_000);
+      await a.put(storedEntry('kept-alone'));
+      assert.equal(await raw.get(claimKey('kept-alone')), null, 'let go by the put');
+      await alone.release();
+      const watched = await take(a, 'kept-watched', 10_000);
+      const elsewhere = await b.claim(keyOf('kept-watched'), { holdMs: 10_000 });
+      assert.ok(!elsewhere.held);
+      const woken = elsewhere.released(never);
+      await a.put(storedEntry('kept-watched'));
+      await woken;
+      await watched.release();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.deepEqual(published, [keyOf('kept-watched')]);
+      assert.deepEqual(((await raw.command(['KEYS', '*'])) as string[]).sort(), [
+        `tb-provision:device:${keyOf('kept-alone')}`,
+        `tb-provision:device:${keyOf('kept-watched')}`,
+      ]);
+    } finally {
+      listener.close();
+    }
+  });
+
   it('releases only its own hold: one that expired and went to another process stays with it', async function () {
     const a = handle();
     const held = await take(a, 'expired', 10_000);

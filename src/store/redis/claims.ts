@@ -26,7 +26,8 @@ import {
 
 /**
  * Hold it (or find it held under this token already: a retry after a lost reply), and read the
- * entry and the record of credentials sent; or say how long another holder keeps it.
+ * entry and the record of credentials sent; or say how long another holder keeps it, and mark
+ * the device wanted so that its release is published.
  */
 const CLAIM = new LuaScript(`
 local holder = redis.call('GET', KEYS[1])
@@ -37,7 +38,9 @@ end
 if holder == ARGV[1] then
   return {1, redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[3]) or ''}
 end
-return {0, redis.call('PTTL', KEYS[1])}`);
+local left = redis.call('PTTL', KEYS[1])
+redis.call('SET', KEYS[4], '1', 'PX', math.max(left, 0) + 1000)
+return {0, left}`);
 
 /** Only while still held: renew the hold from now and record the credentials about to be sent. */
 const SENDING = new LuaScript(`
@@ -58,14 +61,27 @@ for i = 1, #KEYS do
 end
 return lost`);
 
-/** Compare-and-delete: never lets go of a hold that expired and went to another process. */
+/**
+ * Compare-and-delete: never lets go of a hold that expired and went to another process. The
+ * release is published only when another process waits for it.
+ */
 const RELEASE = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
   return 1
 end
 return 0`);
+
+/** Keep the entry, forget the credentials recorded as sent, and let go of this hold, at once. */
+const KEEP = new LuaScript(`
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) == ARGV[2] then
+  redis.call('DEL', KEYS[3])
+  if redis.call('DEL', KEYS[4]) == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+end
+return 1`);
 
 /** A waiter looks again at least this often, in case a notice was missed. */
 const LOOK_AGAIN_MS = 2000;
@@ -103,7 +119,8 @@ class RedisDeviceClaim implements DeviceClaim {
 }
 
 export class RedisClaims {
-  private readonly held = new Set<RedisDeviceClaim>();
+  /** Holds of this handle, by device. */
+  private readonly held = new Map<DeviceKey, RedisDeviceClaim>();
   /** Waiters for a device another process holds, woken by its release notice. */
   private readonly waiters = new Map<DeviceKey, Set<() => void>>();
   /** The connection for release notices, opened by the first claim. */
@@ -133,7 +150,7 @@ export class RedisClaims {
     try {
       reply = await this.connection.run(
         CLAIM,
-        [keys.claim, keys.entry, keys.sending],
+        [keys.claim, keys.entry, keys.sending, keys.wanted],
         [token, String(Math.ceil(holdMs))],
       );
     } catch (err) {
@@ -165,11 +182,33 @@ export class RedisClaims {
     claim.renewedAt = Date.now();
   }
 
+  /**
+   * Writes an entry through `connection`; this handle's hold on the device, if any, goes in the
+   * same round trip (its release() then has nothing left to do).
+   */
+  async keep(connection: RedisConnection, key: DeviceKey, value: string): Promise<void> {
+    const keys = deviceKeys(this.prefix, key);
+    const claim = this.held.get(key);
+    await connection.run(
+      KEEP,
+      [keys.entry, keys.sending, keys.claim, keys.wanted],
+      [value, claim?.token ?? '', releasedChannel(this.prefix), key],
+    );
+    if (claim && !claim.released) {
+      this.forget(claim);
+      claim.released = Promise.resolve();
+    }
+  }
+
   release(claim: RedisDeviceClaim): Promise<void> {
-    this.held.delete(claim);
-    if (this.held.size === 0) this.stopRenewal();
+    this.forget(claim);
+    const { keys } = claim;
     const done = this.connection
-      .run(RELEASE, [claim.keys.claim], [claim.token, releasedChannel(this.prefix), claim.key])
+      .run(
+        RELEASE,
+        [keys.claim, keys.wanted],
+        [claim.token, releasedChannel(this.prefix), claim.key],
+      )
       .then(
         () => undefined,
         // Unreachable: the hold expires by itself and the waiters look again then.
@@ -208,9 +247,14 @@ export class RedisClaims {
     }
     const unanswered = sendingText === '' ? undefined : parseSending(sendingText, keys.sending);
     const claim = new RedisDeviceClaim(this, keys, key, token, holdMs, entry, unanswered);
-    this.held.add(claim);
+    this.held.set(key, claim);
     this.scheduleRenewal();
     return claim;
+  }
+
+  private forget(claim: RedisDeviceClaim): void {
+    if (this.held.get(claim.key) === claim) this.held.delete(claim.key);
+    if (this.held.size === 0) this.stopRenewal();
   }
 
   /** A wait for the device's release notice, or `ms`, or the signal; cancel() if never awaited. */
@@ -257,7 +301,7 @@ export class RedisClaims {
 
   private scheduleRenewal(): void {
     if (this.renewal) return;
-    const shortest = Math.min(...[...this.held].map((claim) => claim.holdMs));
+    const shortest = Math.min(...[...this.held.values()].map((claim) => claim.holdMs));
     this.renewal = setTimeout(
       () => {
         this.renewal = undefined;
@@ -279,7 +323,9 @@ export class RedisClaims {
   /** Renews the holds due (a third of their time gone), in one script for all of them. */
   private async renew(): Promise<void> {
     const now = Date.now();
-    const due = [...this.held].filter((claim) => now - claim.renewedAt >= claim.holdMs / 3);
+    const due = [...this.held.values()].filter(
+      (claim) => now - claim.renewedAt >= claim.holdMs / 3,
+    );
     if (due.length === 0) return;
     const args = due.flatMap((claim) => [claim.token, String(claim.holdMs)]);
     let lost: number[];

@@ -4,7 +4,8 @@
  *   claim:<key>    the random token of the process that holds the device; expires (PX)
  *   sending:<key>  credentials the node generated, recorded before their request left, until the
  *                  answer is kept: {"format","version","credentials","generated"}; expires
- *   released       the channel a released device's key is published on
+ *   wanted:<key>   set while another process waits for the holder to let go; expires
+ *   released       the channel a released device's key is published on, when it is wanted
  */
 import { isCredentialsType, type DeviceCredentials } from '../../protocol/types';
 import { isRecord, isStoredEntry } from '../entry';
@@ -18,6 +19,7 @@ export interface DeviceKeys {
   entry: string;
   claim: string;
   sending: string;
+  wanted: string;
 }
 
 export function deviceKeys(prefix: string, key: DeviceKey): DeviceKeys {
@@ -25,6 +27,7 @@ export function deviceKeys(prefix: string, key: DeviceKey): DeviceKeys {
     entry: `${prefix}device:${key}`,
     claim: `${prefix}claim:${key}`,
     sending: `${prefix}sending:${key}`,
+    wanted: `${prefix}wanted:${key}`,
   };
 }
 

@@ -14,20 +14,9 @@ import type {
 } from '../types';
 import { keyOf } from '../entry';
 import { RedisClaims } from './claims';
-import {
-  COMMAND_TIMEOUT_MS,
-  LuaScript,
-  RedisConnection,
-  RedisUnavailableError,
-} from './connection';
+import { COMMAND_TIMEOUT_MS, RedisConnection, RedisUnavailableError } from './connection';
 import type { RedisEndpoint } from './options';
 import { deviceKeys, entryPattern, parseEntry, serializeEntry } from './records';
-
-/** Keep the entry and forget the credentials recorded as sent: the answer is in. */
-const PUT = new LuaScript(`
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
-return 1`);
 
 /** An answer in hand is worth waiting for: a put outlives an outage this long. */
 const PUT_PATIENCE_MS = 30_000;
@@ -131,12 +120,12 @@ export class RedisStore implements RedisCredentialStore {
 
   /** Writes the entry, waiting out a short outage: an answer in hand must not be dropped. */
   private async keep(entry: StoredEntry): Promise<void> {
-    const keys = deviceKeys(this.endpoint.prefix, keyOf(entry));
+    const key = keyOf(entry);
     const value = serializeEntry(entry);
     const giveUpAt = Date.now() + PUT_PATIENCE_MS;
     for (;;) {
       try {
-        await this.writes.run(PUT, [keys.entry, keys.sending], [value]);
+        await this.claims.keep(this.writes, key, value);
         break;
       } catch (err) {
         const refused = err instanceof RedisUnavailableError && err.refused;
