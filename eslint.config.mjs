@@ -26,4 +26,12 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
   },
+  {
+    // Served to the Node-RED editor: a browser script beside the editor's own globals.
+    files: ['resources/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { window: 'readonly', RED: 'readonly', $: 'readonly' },
+    },
+  },
 );

@@ -198,7 +198,7 @@ type Helper = typeof import('node-red-node-test-helper');
 
 async function throughNode(
   helper: Helper,
-  provisionModule: unknown,
+  nodeModules: unknown[],
   transport: TransportName,
   ports: EmulatorProcess['ports'],
   options: Options,
@@ -231,7 +231,7 @@ async function throughNode(
       { id: 'caught', z: 'tab', type: 'helper' },
     ];
     helper.settings({ userDir });
-    await helper.load([provisionModule] as never, flow, {
+    await helper.load(nodeModules as never, flow, {
       cfg: { provisionDeviceKey: KEY, provisionDeviceSecret: SECRET },
     });
     const rssBefore = await settleMemory();
@@ -344,7 +344,7 @@ const rate = (perSecond: number): string => `${perSecond.toFixed(0)}/s`;
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   // Loaded here, not at the top: the emulator's child process needs none of Node-RED.
-  const { helper, provisionModule } =
+  const { helper, packageNodeModules } =
     require('../test/support/node-red') as typeof import('../test/support/node-red');
   const rows: string[][] = [];
   const problems: string[] = [];
@@ -360,7 +360,7 @@ async function main(): Promise<void> {
       // 1 000 compare with its last 1 000 on equal terms; it starts with an empty store.
       await throughNode(
         helper,
-        provisionModule,
+        packageNodeModules,
         transport,
         emulator.ports,
         options,
@@ -369,7 +369,7 @@ async function main(): Promise<void> {
       );
       const node = await throughNode(
         helper,
-        provisionModule,
+        packageNodeModules,
         transport,
         emulator.ports,
         options,

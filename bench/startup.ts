@@ -111,9 +111,10 @@ const CPU_PROBE = `const Module = require('node:module');
 const load = Module._load;
 let requireMs = 0;
 let registerMs = 0;
-// Node-RED requires the node file by its path, then calls what it exports with RED.
+// Node-RED requires each node file (nodes/nodes/<type>/<type>.js) by its path, then calls what it
+// exports with RED.
 Module._load = function (request, ...rest) {
-  if (!/[\\\\/]nodes[\\\\/]nodes[\\\\/]thingsboard-provision\\.js$/.test(request)) {
+  if (!/[\\\\/]nodes[\\\\/]nodes[\\\\/]([^\\\\/]+)[\\\\/]\\1\\.js$/.test(request)) {
     return load.call(this, request, ...rest);
   }
   const began = performance.now();
@@ -237,15 +238,16 @@ export async function nodeRedStartTimes(
   };
 }
 
-/** Run in a fresh process: require the built module, register with a stub RED, report. */
+/** Run in a fresh process: require the built modules, register with a stub RED, report. */
 const REQUIRE_PROBE = `
 const started = performance.now();
-const register = require(process.argv[1]);
 const types = [];
-register({
-  nodes: { registerType: (name) => types.push(name), createNode() {}, getNode() {} },
-  settings: {}, util: {}, _: (key) => key, log: {},
-});
+for (const file of JSON.parse(process.argv[1])) {
+  require(file)({
+    nodes: { registerType: (name) => types.push(name), createNode() {}, getNode() {} },
+    settings: {}, util: {}, _: (key) => key, log: {},
+  });
+}
 const ms = performance.now() - started;
 const packages = [...new Set(Object.keys(require.cache)
   .map((file) => /[\\\\/]node_modules[\\\\/]((?:@[^\\\\/]+[\\\\/])?[^\\\\/]+)/.exec(file)?.[1])
@@ -261,11 +263,16 @@ export interface RequireCost {
 }
 
 export async function requireCost(repetitions: number): Promise<RequireCost> {
-  const file = path.join(ROOT, 'nodes', 'nodes', 'thingsboard-provision.js');
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+    'node-red': { nodes: Record<string, string> };
+  };
+  const files = JSON.stringify(
+    Object.values(pkg['node-red'].nodes).map((file) => path.join(ROOT, file)),
+  );
   const runs: Array<{ ms: number; types: string[]; packages: string[] }> = [];
   for (let i = 0; i < repetitions + 1; i++) {
     const stdout = await new Promise<string>((resolve, reject) =>
-      execFile(process.execPath, ['-e', REQUIRE_PROBE, file], (err, out) =>
+      execFile(process.execPath, ['-e', REQUIRE_PROBE, files], (err, out) =>
         err ? reject(err) : resolve(out),
       ),
     );

@@ -14,7 +14,11 @@ import { fork } from 'node:child_process';
 import * as tls from 'node:tls';
 import { Emulator } from '../src/emulator';
 import { getTransport } from '../src/transports';
-import { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from '../test/transport-certificates';
+import {
+  TEST_CA_CERT,
+  TEST_SERVER_CERT,
+  TEST_SERVER_KEY,
+} from '../test/support/transport-certificates';
 import { PROVISION_KEY, PROVISION_SECRET } from './common';
 import { codecExchange, mqttJsClient, requestBody } from './raw';
 

@@ -53,7 +53,8 @@ if (missing.length > 0) {
   }
 }
 
-if (!fs.existsSync(path.join(root, 'nodes', 'nodes', 'thingsboard-provision.js'))) {
+const nodeFiles = Object.values(require(path.join(root, 'package.json'))['node-red'].nodes);
+if (!nodeFiles.every((file) => fs.existsSync(path.join(root, file)))) {
   execFileSync(process.execPath, [path.join(root, 'scripts', 'build.js')], { stdio: 'inherit' });
 }
 

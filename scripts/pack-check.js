@@ -45,13 +45,23 @@ const ALLOWED = [
   /^LICENSE$/,
   /^examples\/[^/]+\.json$/,
   /^nodes\/.+\.js$/,
-  /^nodes\/nodes\/[^/]+\.html$/,
-  /^nodes\/nodes\/locales\/[a-zA-Z-]+\/[^/]+\.(json|html)$/,
-  /^nodes\/nodes\/icons\/[^/]+\.(svg|png)$/,
+  /^nodes\/nodes\/[^/]+\/[^/]+\.html$/,
+  /^nodes\/nodes\/[^/]+\/locales\/[a-zA-Z-]+\/[^/]+\.(json|html)$/,
+  /^nodes\/nodes\/[^/]+\/icons\/[^/]+\.(svg|png)$/,
+  /^resources\/[^/]+\.(js|css)$/,
 ];
 
+/** Every file below a directory, as paths relative to the package root with forward slashes. */
+function filesBelow(dir) {
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => path.relative(root, path.join(entry.parentPath ?? entry.path, entry.name)))
+    .map((file) => file.split(path.sep).join('/'));
+}
+
 function packedFiles() {
-  if (!fs.existsSync(path.join(root, 'nodes', 'nodes', 'thingsboard-provision.js'))) {
+  if (!Object.values(pkg['node-red'].nodes).every((file) => fs.existsSync(path.join(root, file)))) {
     execFileSync(process.execPath, [path.join(root, 'scripts', 'build.js')], { stdio: 'inherit' });
   }
   // The build has run; packing must not rebuild nodes/ under tests running beside it.
@@ -69,7 +79,7 @@ function checkContents(files) {
   const stray = files.filter((file) => !ALLOWED.some((pattern) => pattern.test(file)));
   check(
     stray.length === 0,
-    'holds nothing but built nodes, catalogs, examples and docs',
+    'holds nothing but built nodes, editor resources, catalogs, examples and docs',
     stray.length > 8
       ? `${stray.slice(0, 8).join(', ')} and ${stray.length - 8} more`
       : stray.join(', '),
@@ -78,13 +88,18 @@ function checkContents(files) {
   const required = ['package.json', 'README.md', 'LICENSE'];
   for (const nodeFile of Object.values(pkg['node-red'].nodes)) {
     required.push(path.posix.normalize(nodeFile), nodeFile.replace(/\.js$/, '.html'));
-  }
-  for (const bin of Object.values(pkg.bin || {})) required.push(path.posix.normalize(bin));
-  for (const lang of fs.readdirSync(path.join(root, 'locales'))) {
-    for (const file of fs.readdirSync(path.join(root, 'locales', lang))) {
-      required.push(`nodes/nodes/locales/${lang}/${file}`);
+    // The node's folder ships as its source holds it: catalogs, help and icons beside the runtime.
+    const source = path.join(
+      root,
+      'src',
+      path.posix.relative('nodes', path.posix.dirname(nodeFile)),
+    );
+    for (const file of filesBelow(source).filter((f) => !f.endsWith('.ts'))) {
+      required.push(file.replace(/^src\//, 'nodes/'));
     }
   }
+  for (const bin of Object.values(pkg.bin || {})) required.push(path.posix.normalize(bin));
+  required.push(...filesBelow(path.join(root, 'resources')));
   for (const example of fs.readdirSync(path.join(root, 'examples'))) {
     required.push(`examples/${example}`);
   }

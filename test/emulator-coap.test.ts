@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import type { Emulator } from '../src/emulator';
+import { delay } from './support/common';
 import {
   CREATE,
   FAILURE,
@@ -11,9 +12,8 @@ import {
   coapRequest,
   provisionOverCoap,
   request,
-  sleep,
   startEmulator,
-} from './emulator-clients';
+} from './support/emulator-clients';
 
 const TEXT_PLAIN = 0;
 const CONTENT_FORMAT = 'Content-Format';
@@ -137,7 +137,7 @@ describe('emulator CoAP', () => {
     assert.ok(response.at >= 780, `response when ready (${response.at})`);
     assert.match(response.packet.payload.toString(), /"status":"SUCCESS"/);
     peer.ack(emulator.ports.coap, response.packet.messageId);
-    await sleep(300);
+    await delay(300);
     assert.equal(peer.received.length, 2, 'nothing more once the response is acknowledged');
   });
 
@@ -148,7 +148,7 @@ describe('emulator CoAP', () => {
       confirmable: true,
       messageId: 500,
     });
-    await sleep(1000);
+    await delay(1000);
     assert.equal(peer.received.length, 1);
     assert.equal(peer.received[0].packet.code, '0.00');
     assert.equal(peer.received[0].packet.ack, true);
@@ -163,12 +163,12 @@ describe('emulator CoAP', () => {
       confirmable: true,
       messageId: 600,
     });
-    await sleep(700);
+    await delay(700);
     peer.post(emulator.ports.coap, '/api/v1/provision', body, {
       confirmable: true,
       messageId: 600,
     });
-    await sleep(700);
+    await delay(700);
     assert.deepEqual(peer.received, []);
     assert.equal(emulator.requests.length, 1);
     assert.equal(emulator.device('dropped'), undefined);
@@ -191,13 +191,13 @@ describe('emulator CoAP', () => {
       confirmable: true,
       messageId: 400,
     });
-    await sleep(50);
+    await delay(50);
     peer.post(emulator.ports.coap, '/api/v1/provision', body, {
       confirmable: true,
       messageId: 400,
     });
     await peer.waitFor(1);
-    await sleep(400);
+    await delay(400);
     assert.equal(emulator.requests.length, 1);
     const answers = peer.received.filter(({ packet }) => packet.code === '2.01');
     assert.ok(answers.length >= 1);

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { Emulator } from '../src/emulator';
 import type { EmulatorOptions, FaultSpec } from '../src/emulator/types';
+import type { TransportName } from '../src/transports/types';
+import { TRANSPORTS, delay } from './support/common';
 import {
   CREATE,
   FAILURE,
@@ -17,12 +19,8 @@ import {
   provisionOverHttp,
   provisionOverMqtt,
   request,
-  sleep,
   startEmulator,
-} from './emulator-clients';
-
-type TransportName = 'mqtt' | 'http' | 'coap';
-const TRANSPORTS: TransportName[] = ['mqtt', 'http', 'coap'];
+} from './support/emulator-clients';
 
 /** What a client saw within `waitMs`: an answer body, a code without one, a close, or nothing. */
 type Seen =
@@ -149,7 +147,7 @@ describe('emulator faults', () => {
         assert.deepEqual(first, { kind: 'nothing' });
         assert.equal(emulator.device('d'), undefined);
         assert.equal(emulator.requests[0].outcome, 'never answered (fault)');
-        await sleep(50);
+        await delay(50);
         // MQTT and HTTP clients have gone, releasing it; a CoAP exchange has no end to notice.
         assert.equal(emulator.inFlight, transport === 'coap' ? 1 : 0);
         assert.equal(
@@ -167,7 +165,7 @@ describe('emulator faults', () => {
         const elapsed = Date.now() - started;
         assert.ok(elapsed >= 290, `answered at the timeout (${elapsed} ms)`);
         assert.equal(emulator.device('late'), undefined, 'answered before the delay ended');
-        await sleep(Math.max(0, 700 - elapsed) + 100);
+        await delay(Math.max(0, 700 - elapsed) + 100);
         assert.ok(emulator.device('late'), 'created once the delay ended');
         assert.equal(emulator.requests[0].outcome, 'internal error (server timeout), then SUCCESS');
       });
@@ -259,7 +257,7 @@ describe('emulator faults', () => {
       provisionOverMqtt(emulator.ports.mqtt, request(CREATE, { deviceName: 'm1' })),
       provisionOverCoap(emulator.ports.coap, request(CREATE, { deviceName: 'c1' })),
     ]);
-    await sleep(400);
+    await delay(400);
     assert.equal(emulator.inFlight, 4);
     await all;
     assert.equal(emulator.maxConcurrent, 4);
@@ -297,7 +295,7 @@ describe('emulator faults', () => {
       confirmable: true,
       messageId: 1,
     });
-    await sleep(100);
+    await delay(100);
     emulator.setFaults({ answerDelayMs: 5000 });
     const delayed = await RawMqttClient.provisionSession(emulator.ports.mqtt);
     delayed.publish('/provision/request', request(CREATE, { deviceName: 'late' }), 1);
@@ -316,7 +314,7 @@ describe('emulator faults', () => {
       credentials: { credentialsType: 'ACCESS_TOKEN', token: 'dev-token' },
     });
     const device = await RawMqttClient.connect(emulator.ports.mqtt, { username: 'dev-token' });
-    await sleep(100);
+    await delay(100);
     assert.equal(emulator.inFlight, 4);
 
     const stopping = Date.now();

@@ -14,7 +14,7 @@ import {
   provisionOverHttp,
   request,
   startEmulator,
-} from './emulator-clients';
+} from './support/emulator-clients';
 
 describe('emulator HTTP', () => {
   let emulator: Emulator;

@@ -2,15 +2,15 @@
 
 import assert from 'node:assert/strict';
 import type { Emulator } from '../src/emulator';
+import { delay } from './support/common';
 import {
   CREATE,
   PRE,
   RawMqttClient,
   request,
-  sleep,
   startEmulator,
   type MqttEvent,
-} from './emulator-clients';
+} from './support/emulator-clients';
 
 function expectCmd<T extends MqttEvent['cmd']>(
   event: MqttEvent,
@@ -286,14 +286,20 @@ describe('emulator MQTT', () => {
           undefined,
         ],
       ];
+    /** Bad user name or password when a user name or password was sent, else a bad client id. */
+    const refusal = (login: Parameters<typeof RawMqttClient.connect>[1], version: 4 | 5) => {
+      const withUsername = login?.username !== undefined || login?.password !== undefined;
+      if (version === 5) return withUsername ? 0x86 : 0x85;
+      return withUsername ? 5 : 2;
+    };
     for (const version of [4, 5] as const) {
       for (const [what, login, device] of logins) {
-        it(`v${version}: ${what}: ${device === undefined ? `CONNACK ${version === 5 ? '0x87' : '5'} and close` : 'CONNACK 0'}`, async () => {
+        it(`v${version}: ${what}: ${device === undefined ? `CONNACK 0x${refusal(login, version).toString(16)} and close` : 'CONNACK 0'}`, async () => {
           const { client, connack } = await connect({ protocolVersion: version, ...login });
           const packet = expectCmd(connack, 'connack');
           const code = version === 5 ? packet.reasonCode : packet.returnCode;
           if (device === undefined) {
-            assert.equal(code, version === 5 ? 0x87 : 5);
+            assert.equal(code, refusal(login, version));
             expectCmd(await client.next(), 'closed');
           } else {
             assert.equal(code, 0);
@@ -356,7 +362,7 @@ describe('emulator MQTT', () => {
       const { client } = await connect({ username: 'device-token' });
       client.publish('/provision/request', request(CREATE, { deviceName: 'sneaky' }), 1);
       expectCmd(await client.next(), 'puback');
-      await sleep(50);
+      await delay(50);
       assert.equal(emulator.requests.length, 0);
       assert.equal(emulator.device('sneaky'), undefined);
     });

@@ -18,7 +18,7 @@ import {
   provisionOverMqtt,
   request,
   startEmulator,
-} from './emulator-clients';
+} from './support/emulator-clients';
 
 type Provision = (emulator: Emulator, body: string) => Promise<string>;
 

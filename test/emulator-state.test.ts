@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { jsonString, mask, mqttBasicValue, successBody } from '../src/emulator/format';
 import { readProvisionRequest } from '../src/emulator/request';
 import { Tenant, certificateBody, javaTrim } from '../src/emulator/state';
-import { CREATE, PRE, request } from './emulator-clients';
+import { CREATE, PRE, request } from './support/emulator-clients';
 
 function read(body: string) {
   const reading = readProvisionRequest(Buffer.from(body));

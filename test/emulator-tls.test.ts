@@ -10,7 +10,7 @@ import {
   assertNoNewResources,
   request,
   startEmulator,
-} from './emulator-clients';
+} from './support/emulator-clients';
 
 /** Self-signed for 127.0.0.1 and localhost (EC P-256, valid until 2126); test material only. */
 const SERVER_CERT = `-----BEGIN CERTIFICATE-----

@@ -1,49 +1,31 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import vm from 'node:vm';
+import {
+  LANGUAGES,
+  NODES,
+  NODE_TYPES,
+  attribute,
+  catalogs,
+  checkMarkup,
+  english,
+  loadEditors,
+  readCatalog,
+  type NodeDefinition,
+  type ScriptBlock,
+} from './support/editor-files';
+import { helpFile } from './support/package-nodes';
 
 /**
- * The editor, its message catalogs, the help and the examples: what a user sees before any message
- * flows. Checked as files, since they are only ever read by the Node-RED editor.
+ * The message catalogs, the help and the examples: what a user reads before any message flows.
+ * Checked as files, since they are only ever read by the Node-RED editor.
  */
 
 const root = path.resolve(__dirname, '..');
-const LANGUAGES = ['en-US', 'ja', 'zh-CN'] as const;
-const NODE_TYPES = ['thingsboard-provision-config', 'thingsboard-provision'] as const;
-const editorFile = path.join(root, 'src', 'nodes', 'thingsboard-provision.html');
 const examplesDir = path.join(root, 'examples');
-
-type Catalog = Record<string, unknown>;
-
-function readCatalog(lang: string): Catalog {
-  const file = path.join(root, 'locales', lang, 'thingsboard-provision.json');
-  return JSON.parse(fs.readFileSync(file, 'utf8')) as Catalog;
-}
-
-function flatten(catalog: Catalog, prefix = ''): Map<string, string> {
-  const entries = new Map<string, string>();
-  for (const [key, value] of Object.entries(catalog)) {
-    if (typeof value === 'string') entries.set(prefix + key, value);
-    else if (value && typeof value === 'object') {
-      for (const [k, v] of flatten(value as Catalog, `${prefix}${key}.`)) entries.set(k, v);
-    } else assert.fail(`${prefix}${key} is neither text nor a group`);
-  }
-  return entries;
-}
-
-const catalogs = new Map(LANGUAGES.map((lang) => [lang, flatten(readCatalog(lang))]));
-const english = catalogs.get('en-US') as Map<string, string>;
 
 function placeholders(text: string): string[] {
   return [...text.matchAll(/__([A-Za-z0-9]+)__/g)].map((m) => m[1]).sort();
-}
-
-/** Node-RED's i18n substitution, enough to render a catalog entry. */
-function render(key: string, options?: Record<string, unknown>): string {
-  const text = english.get(key);
-  if (text === undefined) return key;
-  return text.replace(/__([A-Za-z0-9]+)__/g, (_, name: string) => String(options?.[name] ?? ''));
 }
 
 // Words that stay the same in every language: protocols, product and property names.
@@ -64,18 +46,18 @@ const RUNTIME_KEYS: Record<string, string[]> = {
   'thingsboard-provision.status.noConfig': [],
   'thingsboard-provision.errors.noConfig': [],
   'thingsboard-provision.errors.noKeys': ['server'],
-  'thingsboard-provision.errors.coapTls': [],
   'thingsboard-provision.errors.deviceName': ['error'],
   'thingsboard-provision.errors.badOverride': [],
   'thingsboard-provision.errors.closing': [],
   'thingsboard-provision.errors.notSaved': ['error'],
   'thingsboard-provision.errors.failed': ['detail', 'device', 'status'],
   'thingsboard-provision.errors.failedNoName': ['detail', 'status'],
-  'thingsboard-provision.warn.verifyOff': ['host'],
   'thingsboard-provision.warn.storeDamaged': ['movedTo'],
   'thingsboard-provision.warn.storeError': ['error'],
   'thingsboard-provision-config.errors.noHost': [],
   'thingsboard-provision-config.errors.badPort': ['transport'],
+  'thingsboard-provision-config.errors.coapTls': [],
+  'thingsboard-provision-config.warn.verifyOff': ['host'],
 };
 
 describe('message catalogs', function () {
@@ -90,9 +72,12 @@ describe('message catalogs', function () {
     }
   });
 
-  it('group everything under the two node types', function () {
-    for (const lang of LANGUAGES) {
-      assert.deepEqual(Object.keys(readCatalog(lang)).sort(), [...NODE_TYPES].sort(), lang);
+  it('exist for every node type in every language, each grouped under its own type', function () {
+    assert.ok(NODES.length >= 2);
+    for (const node of NODES) {
+      for (const lang of LANGUAGES) {
+        assert.deepEqual(Object.keys(readCatalog(node, lang)), [node.type], `${lang} ${node.type}`);
+      }
     }
   });
 
@@ -141,313 +126,20 @@ describe('message catalogs', function () {
 
 // ---------------------------------------------------------------------------------------------
 
-const VOID_ELEMENTS = new Set(['input', 'br', 'hr', 'img', 'meta', 'link', 'wbr', 'source']);
-
-interface ScriptBlock {
-  attributes: string;
-  body: string;
-}
-
-/** Checks that elements nest, returns the <script> blocks for a closer look. */
-function checkMarkup(html: string, where: string): ScriptBlock[] {
-  const scripts: ScriptBlock[] = [];
-  const stack: string[] = [];
-  const tag = /<(\/?)([a-zA-Z][\w-]*)([^>]*)>|<!--[\s\S]*?-->/g;
-  let match: RegExpExecArray | null;
-  while ((match = tag.exec(html)) !== null) {
-    if (match[0].startsWith('<!--')) continue;
-    const [, closing, rawName, attributes] = match;
-    const name = rawName.toLowerCase();
-    if (name === 'script' && !closing) {
-      const end = html.indexOf('</script>', tag.lastIndex);
-      assert.ok(end !== -1, `${where}: <script> never closed`);
-      const body = html.slice(tag.lastIndex, end);
-      assert.ok(!/<script[\s>]/i.test(body), `${where}: <script> inside <script>`);
-      scripts.push({ attributes, body });
-      tag.lastIndex = end + '</script>'.length;
-      continue;
-    }
-    if (name === 'script') assert.fail(`${where}: </script> without <script>`);
-    if (VOID_ELEMENTS.has(name) || attributes.endsWith('/')) continue;
-    if (closing) {
-      const open = stack.pop();
-      assert.equal(open, name, `${where}: </${name}> closes <${open ?? 'nothing'}>`);
-    } else stack.push(name);
-  }
-  assert.deepEqual(stack, [], `${where}: left open`);
-  return scripts;
-}
-
-function attribute(attributes: string, name: string): string | undefined {
-  return new RegExp(`\\b${name}="([^"]*)"`).exec(attributes)?.[1];
-}
-
-function i18nKeysOf(html: string): string[] {
-  const keys: string[] = [];
-  for (const m of html.matchAll(/data-i18n="([^"]+)"/g)) {
-    for (const part of m[1].split(';')) keys.push(part.replace(/^\[[^\]]+\]/, '').trim());
-  }
-  return keys;
-}
-
-interface NodeDefinition {
-  category: string;
-  defaults: Record<
-    string,
-    {
-      value?: unknown;
-      type?: string;
-      required?: boolean;
-      validate?: (v: unknown, opt: unknown) => unknown;
-    }
-  >;
-  credentials?: Record<string, { type: string }>;
-  icon?: string;
-  inputs?: number;
-  outputs?: number;
-  color?: string;
-  label: (this: Record<string, unknown>) => string;
-  paletteLabel?: string | (() => string);
-  inputLabels?: () => string;
-  outputLabels?: () => string;
-  oneditprepare?: () => void;
-  oneditsave?: () => void;
-}
-
-const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {
-  name: string;
-  'node-red': { nodes: Record<string, string> };
-};
-const namespace = `${pkg.name}/${Object.keys(pkg['node-red'].nodes)[0]}:`;
-
-/** Runs the editor's script against a small stand-in for the editor API. */
-function loadEditor(): { definitions: Map<string, NodeDefinition>; requested: string[] } {
-  const html = fs.readFileSync(editorFile, 'utf8');
-  const code = checkMarkup(html, 'editor')
-    .filter((s) => attribute(s.attributes, 'type') === 'text/javascript')
-    .map((s) => s.body)
-    .join('\n');
-  const definitions = new Map<string, NodeDefinition>();
-  const requested: string[] = [];
-  const fields = new Map<string, unknown>();
-  const RED = {
-    _: (key: string, options?: Record<string, unknown>) => {
-      requested.push(key);
-      assert.ok(key.startsWith(namespace), `${key} is not in the ${namespace} catalog`);
-      return render(key.slice(namespace.length), options);
-    },
-    nodes: {
-      registerType: (type: string, def: NodeDefinition) => definitions.set(type, def),
-      node: () => null,
-    },
-    validators: {
-      typedInput: () =>
-        function (v: unknown) {
-          return typeof v === 'string' && v !== '' ? true : 'invalid';
-        },
-    },
-  };
-  const $ = (selector: string) => ({ val: () => fields.get(selector) });
-  vm.runInNewContext(code, { RED, $ }, { filename: editorFile });
-  return { definitions, requested };
-}
-
-describe('editor', function () {
-  const html = fs.readFileSync(editorFile, 'utf8');
-  const { definitions, requested } = loadEditor();
-  const config = definitions.get('thingsboard-provision-config') as NodeDefinition;
-  const provision = definitions.get('thingsboard-provision') as NodeDefinition;
-
-  function valid(def: NodeDefinition, property: string, value: unknown, node = {}): boolean {
-    const validate = def.defaults[property].validate;
-    assert.ok(validate, `${property} has no validator`);
-    const result = validate.call(node, value, {});
-    if (result !== true) assert.equal(typeof result, 'string', `${property}: reason for refusing`);
-    return result === true;
-  }
-
-  it('has one template per node type and registers both', function () {
-    const templates = checkMarkup(html, 'editor')
-      .map((s) => attribute(s.attributes, 'data-template-name'))
-      .filter(Boolean);
-    assert.deepEqual(templates.sort(), [...NODE_TYPES].sort());
-    assert.deepEqual([...definitions.keys()].sort(), [...NODE_TYPES].sort());
-  });
-
-  it('finds every data-i18n key in the catalog', function () {
-    const keys = i18nKeysOf(html);
-    assert.ok(keys.length > 20);
-    for (const key of keys) assert.ok(english.has(key), `data-i18n ${key} is not in the catalog`);
-  });
-
-  it('finds every key the script asks for in the catalog', function () {
-    const literal = [...html.matchAll(/\b(?:t|_)\(\s*'([^']+)'/g)].map((m) =>
-      m[1].replace(/^.*:/, ''),
-    );
-    assert.ok(literal.length > 10);
-    for (const key of literal) assert.ok(english.has(key), `${key} is not in the catalog`);
-    // What ran while registering went through the catalog's own namespace.
-    for (const key of requested) assert.ok(english.has(key.slice(namespace.length)), key);
-  });
-
-  it('leaves no English text in the templates', function () {
-    for (const block of checkMarkup(html, 'editor')) {
-      if (attribute(block.attributes, 'type') !== 'text/html') continue;
-      const text = block.body.replace(/<[^>]*>/g, ' ').replace(/&nbsp;/g, ' ');
-      assert.equal(text.trim(), '', `visible text outside the catalog: ${text.trim()}`);
-    }
-  });
-
-  it('declares the config node properties of the contract', function () {
-    assert.equal(config.category, 'config');
-    const values = Object.fromEntries(
-      Object.entries(config.defaults).map(([k, d]) => [k, d.value]),
-    );
-    assert.deepEqual(values, {
-      name: '',
-      host: '',
-      mqttPort: 1883,
-      httpPort: 8080,
-      coapPort: 5683,
-      usetls: false,
-      tls: undefined,
-    });
-    assert.equal(config.defaults.tls.type, 'tls-config');
-    assert.equal(config.defaults.tls.required, false);
-    assert.deepEqual(JSON.parse(JSON.stringify(config.credentials)), {
-      provisionDeviceKey: { type: 'text' },
-      provisionDeviceSecret: { type: 'password' },
-    });
-  });
-
-  it('declares the provision node properties of the contract', function () {
-    assert.equal(provision.category, 'thingsboard');
-    assert.equal(provision.inputs, 1);
-    assert.equal(provision.outputs, 1);
-    const values = Object.fromEntries(
-      Object.entries(provision.defaults).map(([k, d]) => [k, d.value]),
-    );
-    assert.deepEqual(values, {
-      name: '',
-      config: undefined,
-      transport: 'mqtt',
-      deviceName: 'deviceName',
-      deviceNameType: 'msg',
-      credentialsType: 'server',
-      gateway: false,
-      timeout: 10,
-      retries: 2,
-      concurrency: 8,
-      persist: true,
-      mqttConnect: false,
-    });
-    assert.equal(provision.defaults.config.type, 'thingsboard-provision-config');
-    assert.equal(provision.defaults.config.required, true);
-  });
-
-  it('offers exactly the transports and credential types of the contract', function () {
-    const options = (id: string) => {
-      const select = new RegExp(`<select id="${id}"[^>]*>([\\s\\S]*?)</select>`).exec(html);
-      assert.ok(select, id);
-      return [...select[1].matchAll(/value="([^"]*)"/g)].map((m) => m[1]);
-    };
-    assert.deepEqual(options('node-input-transport'), ['mqtt', 'http', 'coap']);
-    assert.deepEqual(options('node-input-credentialsType'), [
-      'server',
-      'ACCESS_TOKEN',
-      'MQTT_BASIC',
-      'X509_CERTIFICATE',
-    ]);
-  });
-
-  it('has an input for every property', function () {
-    for (const property of Object.keys(config.defaults)) {
-      assert.match(html, new RegExp(`id="node-config-input-${property}"`), property);
-    }
-    for (const property of Object.keys(config.credentials ?? {})) {
-      assert.match(html, new RegExp(`id="node-config-input-${property}"`), property);
-    }
-    assert.match(html, /<input type="password" id="node-config-input-provisionDeviceSecret"/);
-    for (const property of Object.keys(provision.defaults)) {
-      assert.match(html, new RegExp(`id="node-input-${property}"`), property);
-    }
-  });
-
-  it('refuses hosts and ports the server cannot be reached at', function () {
-    assert.ok(valid(config, 'host', '127.0.0.1'));
-    assert.ok(valid(config, 'host', 'thingsboard.cloud'));
-    for (const host of ['', '   ', 'https://thingsboard.cloud', 'thingsboard.cloud/api', 'a b']) {
-      assert.ok(!valid(config, 'host', host), host);
-    }
-    for (const property of ['mqttPort', 'httpPort', 'coapPort']) {
-      for (const port of [1, 1883, '8080', 65535, '${TB_PORT}'])
-        assert.ok(valid(config, property, port), `${port}`);
-      for (const port of [0, 65536, '', 'abc', 1.5, -1])
-        assert.ok(!valid(config, property, port), `${port}`);
-    }
-  });
-
-  it('refuses timeouts, retries and concurrency the runtime cannot use', function () {
-    for (const v of [1, '10', 2.5]) assert.ok(valid(provision, 'timeout', v), `${v}`);
-    for (const v of [0, 0.5, '', 'x']) assert.ok(!valid(provision, 'timeout', v), `${v}`);
-    for (const v of [0, '2', 10]) assert.ok(valid(provision, 'retries', v), `${v}`);
-    for (const v of [-1, 1.5, '']) assert.ok(!valid(provision, 'retries', v), `${v}`);
-    for (const v of [1, '8']) assert.ok(valid(provision, 'concurrency', v), `${v}`);
-    for (const v of [0, 2.5, '']) assert.ok(!valid(provision, 'concurrency', v), `${v}`);
-  });
-
-  it('refuses an empty fixed device name', function () {
-    assert.ok(valid(provision, 'deviceName', 'sensor-1', { deviceNameType: 'str' }));
-    assert.ok(!valid(provision, 'deviceName', '  ', { deviceNameType: 'str' }));
-    assert.ok(valid(provision, 'deviceName', 'deviceName', { deviceNameType: 'msg' }));
-  });
-
-  it('labels nodes from the catalog', function () {
-    assert.equal(config.label.call({ name: '', host: 'tb.example' }), 'tb.example');
-    assert.equal(config.label.call({ name: 'Plant', host: 'tb.example' }), 'Plant');
-    assert.equal(
-      config.label.call({ name: '', host: '' }),
-      english.get('thingsboard-provision-config.label.unnamed'),
-    );
-    assert.equal(provision.label.call({ name: 'mine' }), 'mine');
-    assert.equal(
-      provision.label.call({ name: '', deviceName: 'pump-7', deviceNameType: 'str' }),
-      render('thingsboard-provision.nodeLabel.device', { device: 'pump-7' }),
-    );
-    assert.equal(
-      provision.label.call({ name: '', deviceName: 'deviceName', deviceNameType: 'msg' }),
-      english.get('thingsboard-provision.nodeLabel.default'),
-    );
-    assert.equal(typeof provision.paletteLabel, 'function');
-    assert.equal(
-      (provision.paletteLabel as () => string)(),
-      english.get('thingsboard-provision.paletteLabel'),
-    );
-    assert.equal(provision.inputLabels?.(), english.get('thingsboard-provision.ports.input'));
-    assert.equal(provision.outputLabels?.(), english.get('thingsboard-provision.ports.output'));
-  });
-
-  it('ships the icon it names', function () {
-    assert.ok(provision.icon);
-    const icon = fs.readFileSync(path.join(root, 'src', 'nodes', 'icons', provision.icon), 'utf8');
-    assert.match(icon, /^<svg [^>]*viewBox="0 0 40 60"/);
-    checkMarkup(icon, 'icon');
-  });
-});
-
-// ---------------------------------------------------------------------------------------------
-
 describe('help', function () {
   for (const lang of LANGUAGES) {
-    it(`documents both nodes in ${lang}`, function () {
-      const html = fs.readFileSync(
-        path.join(root, 'locales', lang, 'thingsboard-provision.html'),
-        'utf8',
-      );
-      const blocks = checkMarkup(html, `${lang} help`);
-      const byName = new Map(blocks.map((b) => [attribute(b.attributes, 'data-help-name'), b]));
-      assert.deepEqual([...byName.keys()].sort(), [...NODE_TYPES].sort());
-      for (const block of blocks) assert.equal(attribute(block.attributes, 'type'), 'text/html');
+    it(`documents every node type in ${lang}, each in its own help file`, function () {
+      const byName = new Map<string | undefined, ScriptBlock>();
+      for (const node of NODES) {
+        const html = fs.readFileSync(helpFile(node, lang), 'utf8');
+        const blocks = checkMarkup(html, `${lang} ${node.type} help`);
+        assert.deepEqual(
+          blocks.map((b) => attribute(b.attributes, 'data-help-name')),
+          [node.type],
+        );
+        for (const block of blocks) assert.equal(attribute(block.attributes, 'type'), 'text/html');
+        byName.set(node.type, blocks[0]);
+      }
 
       const node = (byName.get('thingsboard-provision') as ScriptBlock).body;
       assert.ok((node.match(/<h3>/g) ?? []).length >= 4, 'inputs, outputs, errors, details');
@@ -598,7 +290,7 @@ describe('examples', function () {
       }
       const provisions = flow.filter((n) => n.type === 'thingsboard-provision');
       assert.ok(provisions.length >= 1);
-      const { definitions } = loadEditor();
+      const { definitions } = loadEditors();
       const contract = Object.keys(
         (definitions.get('thingsboard-provision') as NodeDefinition).defaults,
       );

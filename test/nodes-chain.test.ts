@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { Emulator } from '../src/emulator';
+import { delay } from './support/common';
 import {
   Collector,
-  delay,
   keys,
   loadFlow,
   provisionFlow,

@@ -3,12 +3,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Emulator } from '../src/emulator';
+import { TRANSPORTS, delay } from './support/common';
 import {
   Collector,
   KEY,
   PROFILE,
   SECRET,
-  delay,
   keys,
   loadFlow,
   provisionFlow,
@@ -19,8 +19,6 @@ import {
 } from './support/flows';
 import type { Message } from './support/flows';
 import { helper, onCall } from './support/node-red';
-
-const TRANSPORTS = ['mqtt', 'http', 'coap'] as const;
 
 describe('thingsboard-provision node', function () {
   let emulator: Emulator;

@@ -12,6 +12,7 @@ import {
   parseAnswerBody,
   type ProvisionAnswer,
 } from '../src/protocol';
+import { thrown } from './support/provision-errors';
 
 /** The five bodies of the wire contract, byte for byte. */
 const SPEC = {
@@ -42,20 +43,6 @@ const SPEC_SUCCESSES: Array<[string, ProvisionAnswer]> = [
     },
   ],
 ];
-
-/** Runs fn, asserts it throws a ProvisionError with the status, and returns it. */
-function thrown(fn: () => unknown, status: string, transient = false): ProvisionError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ProvisionError, `expected ProvisionError, got ${String(err)}`);
-    assert.equal(err.status, status, err.message);
-    assert.equal(err.transient, transient, err.message);
-    assert.equal(isTransient(err), transient);
-    return err;
-  }
-  assert.fail('expected a ProvisionError to be thrown');
-}
 
 const b = (text: string): Buffer => Buffer.from(text, 'utf8');
 

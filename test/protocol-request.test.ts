@@ -15,6 +15,7 @@ import {
   type ProvisionInput,
   type ProvisionRequest,
 } from '../src/protocol';
+import { thrown } from './support/provision-errors';
 
 /** A self-signed EC P-256 certificate, CN=dev1 (public material only). */
 const CERT_BODY =
@@ -41,19 +42,6 @@ const BASE: ProvisionInput = {
   provisionDeviceSecret: SECRET,
   deviceName: 'dev1',
 };
-
-/** Runs fn, asserts it throws a ProvisionError with the status, and returns it. */
-function thrown(fn: () => unknown, status = 'INVALID_INPUT'): ProvisionError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ProvisionError, `expected ProvisionError, got ${String(err)}`);
-    assert.equal(err.status, status, err.message);
-    assert.equal(err.transient, false);
-    return err;
-  }
-  assert.fail('expected a ProvisionError to be thrown');
-}
 
 const CONTROL_CHARACTERS = [
   ...Array.from({ length: 0x20 }, (_, i) => String.fromCharCode(i)),

@@ -12,10 +12,10 @@ import type { CredentialStore } from '../src/store/types';
 import type { ProvisionJob } from '../src/provisioner/types';
 import { closeHttpAgents } from '../src/transports';
 import type { TransportName } from '../src/transports/types';
+import { TRANSPORTS } from './support/common';
 
 const KEY = 'emulator-profile-key';
 const SECRET = 'emulator-profile-secret';
-const TRANSPORTS: TransportName[] = ['mqtt', 'http', 'coap'];
 
 describe('provisioner over the real transports (emulator)', function () {
   this.timeout(20_000);

@@ -21,17 +21,17 @@ import type { TransportName } from '../src/transports';
 import { Collector, PROFILE, SECRET, keys, loadFlow, provisionFlow, send } from './support/flows';
 import type { Message } from './support/flows';
 import { flowTarget, guardEachTest, oneWayOut } from './support/reliability';
+import { TRANSPORTS } from './support/common';
 import {
   HOST,
-  TRANSPORTS,
   closedTcpPort,
   closedUdpPort,
   rawTcpServer,
   rawUdpServer,
   serverSide,
   emulatorForSuite,
-} from './transport-helpers';
-import type { RemoteEmulator } from './transport-helpers';
+} from './support/transport-helpers';
+import type { RemoteEmulator } from './support/transport-helpers';
 
 type Status =
   | 'SUCCESS'

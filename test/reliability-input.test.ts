@@ -11,9 +11,9 @@ import { PROFILE, SECRET, keys, loadFlow, provisionFlow } from './support/flows'
 import { helper } from './support/node-red';
 import { flowTarget, guardEachTest, oneWayOut } from './support/reliability';
 import type { WayOut } from './support/reliability';
-import { TEST_CA_CERT, TEST_CA_KEY, TEST_DEVICE_CERTS } from './transport-certificates';
-import { emulatorForSuite } from './transport-helpers';
-import type { RemoteEmulator } from './transport-helpers';
+import { TEST_CA_CERT, TEST_CA_KEY, TEST_DEVICE_CERTS } from './support/transport-certificates';
+import { emulatorForSuite } from './support/transport-helpers';
+import type { RemoteEmulator } from './support/transport-helpers';
 
 const FIVE_MB = 5 * 1024 * 1024;
 /** What an error text may reasonably run to; anything longer is echoing input. */

@@ -22,9 +22,9 @@ import {
   TEST_DEVICE_KEY_PASSPHRASE,
   TEST_SERVER_CERT,
   TEST_SERVER_KEY,
-} from './transport-certificates';
-import { HOST, emulatorForSuite, serverSide } from './transport-helpers';
-import type { RemoteEmulator } from './transport-helpers';
+} from './support/transport-certificates';
+import { HOST, emulatorForSuite, serverSide } from './support/transport-helpers';
+import type { RemoteEmulator } from './support/transport-helpers';
 
 type TlsTransport = 'mqtt' | 'http';
 const TLS_TRANSPORTS: readonly TlsTransport[] = ['mqtt', 'http'];

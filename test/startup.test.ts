@@ -1,59 +1,40 @@
 /**
- * Start-up stays cheap: requiring the shipped node module, registering its types and deploying a
+ * Start-up stays cheap: requiring the shipped node modules, registering their types and deploying a
  * provision node load no MQTT or CoAP library; each loads only when a node first provisions over it.
  * Checked in fresh processes (require.cache of a process that loaded nothing else of ours).
  */
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
+import { LOADED_LIBRARIES, runFresh } from './support/fresh-process';
+import { packageNodes } from './support/package-nodes';
 
-const ROOT = path.resolve(__dirname, '..');
-const NODE_MODULE = path.join(ROOT, 'nodes', 'nodes', 'thingsboard-provision.js');
-
-/** Runs a CommonJS script in a fresh plain `node` and returns the JSON of its last output line. */
-function runFresh(script: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['-e', script],
-      { cwd: ROOT, timeout: 30_000 },
-      (error, stdout, stderr) => {
-        if (error) reject(new Error(`${error.message}\n${stderr}`));
-        else resolve(JSON.parse(stdout.trim().split('\n').pop() ?? 'null'));
-      },
-    );
-  });
-}
-
-const LOADED = `
-  const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap-packet|coap|undici)[\\\\/]/.exec(file)?.[1])
-    .filter(Boolean))].sort();
-`;
+const NODES = packageNodes();
+const RUNTIMES = JSON.stringify(NODES.map((node) => node.runtime));
 
 describe('start-up of the package', function () {
   this.timeout(40_000);
 
-  it('requiring the built node module and registering its types loads no MQTT, HTTP or CoAP library', async function () {
+  it('requiring the built node modules and registering their types loads no MQTT, HTTP or CoAP library', async function () {
     const result = await runFresh(`
-      ${LOADED}
+      ${LOADED_LIBRARIES}
       const types = [];
-      require(${JSON.stringify(NODE_MODULE)})({
-        nodes: { registerType: (name) => types.push(name), createNode() {}, getNode() {} },
-        settings: {}, util: {}, _: (key) => key, log: {},
-      });
+      for (const runtime of ${RUNTIMES}) {
+        require(runtime)({
+          nodes: { registerType: (name) => types.push(name), createNode() {}, getNode() {} },
+          settings: {}, util: {}, _: (key) => key, log: {},
+        });
+      }
       console.log(JSON.stringify({ types, loaded: loaded() }));
     `);
     assert.deepEqual(result, {
-      types: ['thingsboard-provision-config', 'thingsboard-provision'],
+      types: NODES.map((node) => node.type),
       loaded: [],
     });
   });
 
   it('a deployed provision node loads each protocol library only when it provisions over it', async function () {
     const steps = await runFresh(`
-      ${LOADED}
+      ${LOADED_LIBRARIES}
       const fs = require('node:fs');
       const net = require('node:net');
       const os = require('node:os');
@@ -75,7 +56,7 @@ describe('start-up of the package', function () {
           })),
         ];
         helper.settings({ userDir });
-        await helper.load(require(${JSON.stringify(NODE_MODULE)}), flow, {
+        await helper.load(${RUNTIMES}.map((runtime) => require(runtime)), flow, {
           cfg: { provisionDeviceKey: 'startup-key', provisionDeviceSecret: 'startup-secret' },
         });
         const steps = [{ after: 'deploy', loaded: loaded() }];

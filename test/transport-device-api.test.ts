@@ -4,22 +4,25 @@ import * as assert from 'node:assert/strict';
 import type { ProvisionAnswer } from '../src/protocol';
 import { getTransport, verifyDeviceCredentials } from '../src/transports';
 import type { TransportName } from '../src/transports';
+import { TRANSPORTS } from './support/common';
 import {
   HOST,
-  TRANSPORTS,
   allowRequest,
   closedTcpPort,
   closedUdpPort,
   deadlineIn,
   expectProvisionError,
   rawTcpServer,
+  rawUdpServer,
   emulatorForSuite,
   targetOf,
   uniqueName,
   watchForLeaks,
-} from './transport-helpers';
-import type { RemoteEmulator } from './transport-helpers';
-import { TEST_DEVICE_CERTS } from './transport-certificates';
+} from './support/transport-helpers';
+import type { RemoteEmulator } from './support/transport-helpers';
+import { TEST_DEVICE_CERTS } from './support/transport-certificates';
+import { coapRequest, httpRequest } from './support/emulator-clients';
+import { generate as generateCoap, parse as parseCoap } from 'coap-packet';
 
 const token = (value: string): ProvisionAnswer => ({
   status: 'SUCCESS',
@@ -116,6 +119,88 @@ describe('transports: verifyDeviceCredentials', function () {
       });
     });
   }
+
+  describe('what the device API answers means', function () {
+    const chooseToken = async (transport: TransportName, prefix: string) => {
+      const chosen = `${prefix}-${transport}-${process.pid}`;
+      await provision(transport, uniqueName(prefix), {
+        credentialsType: 'ACCESS_TOKEN',
+        token: chosen,
+      });
+      return chosen;
+    };
+
+    it('CoAP: a new device has no attributes: 4.04, and the token counts as accepted', async function () {
+      const chosen = await chooseToken('coap', 'bare');
+      const reply = await coapRequest(emulator.ports.coap, `/api/v1/${chosen}/attributes`, '', {
+        method: 'GET',
+      });
+      assert.equal(reply.code, '4.04', 'the server finds no attributes for a new device');
+      assert.equal(await verify('coap', token(chosen)), true);
+    });
+
+    it('CoAP: a device with attributes: 2.05, accepted', async function () {
+      const chosen = await chooseToken('coap', 'with-attributes');
+      const posted = await coapRequest(
+        emulator.ports.coap,
+        `/api/v1/${chosen}/attributes`,
+        '{"firmware":"1.2"}',
+      );
+      assert.equal(posted.code, '2.01');
+      assert.equal(await verify('coap', token(chosen)), true);
+    });
+
+    it('CoAP: an answer other than 2.xx, 4.04 or 4.01 is no verdict: PROTOCOL_ERROR', async function () {
+      const server = await rawUdpServer((message, remote, socket) => {
+        const request = parseCoap(message);
+        const answer = generateCoap({
+          messageId: request.messageId,
+          token: request.token,
+          code: '4.03',
+          ack: true,
+        });
+        socket.send(answer, remote.port, remote.address);
+      });
+      try {
+        await expectProvisionError(
+          verifyDeviceCredentials('coap', { host: HOST, port: server.port }, token('any'), {
+            deadline: deadlineIn(3000),
+          }),
+          { status: 'PROTOCOL_ERROR', message: /answered CoAP 4\.03/ },
+        );
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('HTTP: a new device answers 200 {}, accepted', async function () {
+      const chosen = await chooseToken('http', 'bare');
+      const reply = await httpRequest(emulator.ports.http, `/api/v1/${chosen}/attributes`, {
+        method: 'GET',
+      });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.body, '{}');
+      assert.equal(await verify('http', token(chosen)), true);
+    });
+
+    it('HTTP: only 401 refuses a token; a 404 from something else is PROTOCOL_ERROR', async function () {
+      const server = await rawTcpServer((socket) => {
+        socket.once('data', () =>
+          socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'),
+        );
+      });
+      try {
+        await expectProvisionError(
+          verifyDeviceCredentials('http', { host: HOST, port: server.port }, token('any'), {
+            deadline: deadlineIn(3000),
+          }),
+          { status: 'PROTOCOL_ERROR', message: /answered HTTP 404/ },
+        );
+      } finally {
+        await server.close();
+      }
+    });
+  });
 
   describe('MQTT basic credentials', function () {
     const basic = {

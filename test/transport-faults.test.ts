@@ -3,9 +3,9 @@
 import * as assert from 'node:assert/strict';
 import { getTransport } from '../src/transports';
 import type { TransportName } from '../src/transports';
+import { TRANSPORTS } from './support/common';
 import {
   HOST,
-  TRANSPORTS,
   allowRequest,
   closedTcpPort,
   closedUdpPort,
@@ -15,8 +15,8 @@ import {
   targetOf,
   uniqueName,
   watchForLeaks,
-} from './transport-helpers';
-import type { RemoteEmulator } from './transport-helpers';
+} from './support/transport-helpers';
+import type { RemoteEmulator } from './support/transport-helpers';
 
 const WAITING_FOR: Record<TransportName, RegExp> = {
   mqtt: /for an answer on \/provision\/response from 127\.0\.0\.1:\d+ \(MQTT\)/,

@@ -1,48 +1,28 @@
 /** Loading the transports stays cheap: each protocol library loads only when its transport is first used. */
 
 import * as assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import * as path from 'node:path';
-
-const ROOT = path.join(__dirname, '..');
-
-/** Runs a script in a fresh Node process (with tsx) and returns what it printed as JSON. */
-function runFresh(script: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['-r', require.resolve('tsx/cjs'), '-e', script],
-      { cwd: ROOT, timeout: 20_000 },
-      (error, stdout, stderr) => {
-        if (error) reject(new Error(`${error.message}\n${stderr}`));
-        else resolve(JSON.parse(stdout.trim().split('\n').pop() ?? 'null'));
-      },
-    );
-  });
-}
-
-const LOADED_PACKAGES = `
-  const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap-packet|coap|undici)[\\\\/]/.exec(file)?.[1])
-    .filter(Boolean))].sort();
-`;
+import { LOADED_LIBRARIES, runFresh } from './support/fresh-process';
 
 describe('transports: lazy loading', function () {
   this.timeout(30_000);
 
   it('requiring src/transports loads no MQTT, HTTP or CoAP library', async function () {
-    const loaded = await runFresh(`
-      ${LOADED_PACKAGES}
+    const loaded = await runFresh(
+      `
+      ${LOADED_LIBRARIES}
       const transports = require('./src/transports');
       for (const name of ['mqtt', 'http', 'coap']) transports.getTransport(name);
       console.log(JSON.stringify(loaded()));
-    `);
+    `,
+      { tsx: true },
+    );
     assert.deepEqual(loaded, []);
   });
 
   it('each package loads on the first use of its own transport only', async function () {
-    const steps = await runFresh(`
-      ${LOADED_PACKAGES}
+    const steps = await runFresh(
+      `
+      ${LOADED_LIBRARIES}
       const net = require('node:net');
       const transports = require('./src/transports');
       const request = { provisionDeviceKey: 'k', provisionDeviceSecret: 's', deviceName: 'd' };
@@ -59,7 +39,9 @@ describe('transports: lazy loading', function () {
         transports.closeHttpAgents();
         console.log(JSON.stringify(steps));
       });
-    `);
+    `,
+      { tsx: true },
+    );
     // The MQTT transport speaks the protocol with mqtt-packet alone: the mqtt client never loads.
     assert.deepEqual(steps, [
       ['undici'],

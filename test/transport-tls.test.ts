@@ -18,8 +18,8 @@ import {
   emulatorForSuite,
   uniqueName,
   watchForLeaks,
-} from './transport-helpers';
-import type { RemoteEmulator } from './transport-helpers';
+} from './support/transport-helpers';
+import type { RemoteEmulator } from './support/transport-helpers';
 import {
   TEST_CA_CERT,
   TEST_DEVICE_CERTS,
@@ -28,7 +28,7 @@ import {
   TEST_EXPIRED_SERVER_CERT,
   TEST_SERVER_CERT,
   TEST_SERVER_KEY,
-} from './transport-certificates';
+} from './support/transport-certificates';
 
 type TlsTransport = 'mqtt' | 'http';
 const TLS_TRANSPORTS: readonly TlsTransport[] = ['mqtt', 'http'];

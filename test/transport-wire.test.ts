@@ -23,8 +23,8 @@ import {
   serveMqtt,
   serverSide,
   watchForLeaks,
-} from './transport-helpers';
-import type { RawTcpServer } from './transport-helpers';
+} from './support/transport-helpers';
+import type { RawTcpServer } from './support/transport-helpers';
 
 const ANSWER =
   '{"credentialsValue":"raw-token","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}';

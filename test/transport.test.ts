@@ -4,12 +4,12 @@ import * as assert from 'node:assert/strict';
 import type { ProvisionRequest } from '../src/protocol';
 import { getTransport } from '../src/transports';
 import type { TransportName } from '../src/transports';
+import { TRANSPORTS } from './support/common';
 import {
   ALLOW,
   DISABLED,
   LEGACY,
   PRE,
-  TRANSPORTS,
   allowRequest,
   deadlineIn,
   expectProvisionError,
@@ -18,9 +18,9 @@ import {
   targetOf,
   uniqueName,
   watchForLeaks,
-} from './transport-helpers';
-import type { RemoteEmulator } from './transport-helpers';
-import { TEST_DEVICE_CERTS } from './transport-certificates';
+} from './support/transport-helpers';
+import type { RemoteEmulator } from './support/transport-helpers';
+import { TEST_DEVICE_CERTS } from './support/transport-certificates';
 
 describe('transports: outcome table against the emulator', function () {
   let emulator: RemoteEmulator;

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
-/** tb-provision-emulator: runs the local ThingsBoard provisioning emulator until Ctrl+C. */
+/**
+ * tb-provision-emulator: runs the local ThingsBoard emulator until Ctrl+C, or, with a command,
+ * asks a running one to send an RPC or an attribute update to a device.
+ */
 
 import { parseArgs } from 'node:util';
+import { CONTROL_COMMANDS, CONTROL_USAGE, runControlCommand } from './cli-control';
 import { Emulator, EmulatorListenError, type ListenerName } from './index';
 import { mask } from './format';
+import { isLoopback } from './http-control';
 import type { ProvisionStrategy } from './types';
 
 const STRATEGIES: readonly ProvisionStrategy[] = [
@@ -16,8 +21,10 @@ const DEMO_KEY = 'demo-provision-key';
 const DEMO_SECRET = 'demo-provision-secret';
 
 const USAGE = `Usage: tb-provision-emulator [options]
+       tb-provision-emulator <command> [arguments]
 
-A local ThingsBoard device-provisioning server (MQTT, HTTP, CoAP) for developing flows offline.
+A local ThingsBoard (device provisioning, device API, gateway API over MQTT, HTTP and CoAP) for
+developing flows offline.
 
 Options:
   --host <address>      interface to listen on (default 127.0.0.1)
@@ -30,8 +37,10 @@ Options:
                         disabled (default allow-create)
   --profile <name>      device profile name, given to created devices as their type
                         (default "default")
+  --record-limit <n>    entries kept per recorded list, oldest dropped (default 10000)
   -h, --help            show this help
-`;
+
+${CONTROL_USAGE}`;
 
 const PORT_FLAGS: Partial<Record<ListenerName, string>> = {
   mqtt: '--mqtt-port',
@@ -51,6 +60,7 @@ interface CliSettings {
   demoCredentials: boolean;
   strategy: ProvisionStrategy;
   profile: string;
+  recordLimit: number | undefined;
 }
 
 function readSettings(argv: string[]): CliSettings | 'help' {
@@ -65,6 +75,7 @@ function readSettings(argv: string[]): CliSettings | 'help' {
       secret: { type: 'string' },
       strategy: { type: 'string' },
       profile: { type: 'string' },
+      'record-limit': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -91,7 +102,16 @@ function readSettings(argv: string[]): CliSettings | 'help' {
     demoCredentials: values.key === undefined,
     strategy: strategy as ProvisionStrategy,
     profile: values.profile ?? 'default',
+    recordLimit: recordLimit(values['record-limit']),
   };
+}
+
+function recordLimit(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) < 1) {
+    throw new UsageError('--record-limit must be a whole number of at least 1');
+  }
+  return Number(text);
 }
 
 function port(text: string | undefined, flag: string, fallback: number): number {
@@ -103,11 +123,18 @@ function port(text: string | undefined, flag: string, fallback: number): number 
   return value;
 }
 
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || isLoopback(host);
+}
+
 function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
 async function main(argv: string[]): Promise<number> {
+  if ((CONTROL_COMMANDS as readonly string[]).includes(argv[0] ?? '')) {
+    return runControlCommand(argv);
+  }
   let settings: CliSettings | 'help';
   try {
     settings = readSettings(argv);
@@ -135,6 +162,7 @@ async function main(argv: string[]): Promise<number> {
           strategy: settings.strategy,
         },
       ],
+      recordLimit: settings.recordLimit,
       log: (line) => say(`${new Date().toISOString()} ${line}`),
     });
   } catch (error) {
@@ -150,10 +178,12 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const host = urlHost(emulator.host);
-  say('ThingsBoard provisioning emulator listening on');
+  say('ThingsBoard emulator listening on');
   say(`  mqtt://${host}:${emulator.ports.mqtt}   (username "provision", topic /provision/request)`);
   say(`  http://${host}:${emulator.ports.http}/api/v1/provision`);
   say(`  coap://${host}:${emulator.ports.coap}/api/v1/provision`);
+  say('  and the device and gateway API on the same ports');
+  say(`Control route: http://${host}:${emulator.ports.http}/emulator/ (this machine only; --help)`);
   say(`Profile "${settings.profile}", strategy ${settings.strategy}`);
   if (settings.demoCredentials) {
     say(
@@ -162,6 +192,13 @@ async function main(argv: string[]): Promise<number> {
   } else {
     // The key only names the profile; the secret is shown not even in part.
     say(`  provision key ${mask(settings.key)}, secret set (${settings.secret.length} characters)`);
+  }
+  if (settings.demoCredentials && !isLoopbackHost(settings.host)) {
+    process.stderr.write(
+      `WARNING: listening on ${settings.host} with the demo provision key and secret, which ` +
+        'everybody knows: anyone who can reach this machine can create devices here. Pass ' +
+        '--key and --secret, or --host 127.0.0.1.\n',
+    );
   }
   say('Press Ctrl+C to stop.');
 

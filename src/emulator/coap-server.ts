@@ -1,20 +1,17 @@
-/**
- * CoAP listener reproducing ThingsBoard's CoapTransportResource for provisioning, plus device
- * telemetry and attributes for checking a token.
- */
+/** CoAP listener reproducing ThingsBoard's CoapTransportResource: provisioning and the device API. */
 
 import * as coap from 'coap';
 import * as dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
+import { DEVICE_API_PATH, serveDeviceApi } from './coap-device-api';
 import type { ProvisioningDesk, Verdict } from './desk';
-import { mask } from './format';
+import type { Recorder } from './records';
 import type { Tenant } from './state';
 
 type CoapRequest = coap.IncomingMessage;
 type CoapResponse = coap.OutgoingMessage;
 
 const PROVISION_PATH = '/api/v1/provision';
-const DEVICE_API_PATH = /^\/api\/v1\/([^/]+)\/(telemetry|attributes)$/;
 /** Answers slower than this get an empty ACK first and a separate response (as Californium). */
 const PIGGYBACK_REPLY_MS = 500;
 /** RFC 7252 EXCHANGE_LIFETIME: how long a message id is remembered for deduplication. */
@@ -25,6 +22,7 @@ const BLOCKWISE_FROM_BYTES = 1024;
 export interface CoapServerContext {
   tenant: Tenant;
   desk: ProvisioningDesk;
+  recorder: Recorder;
 }
 
 export class CoapServer {
@@ -85,7 +83,11 @@ export class CoapServer {
       return;
     }
     const deviceCall = DEVICE_API_PATH.exec(path);
-    if (deviceCall !== null) return this.deviceApi(req, res, deviceCall[1], deviceCall[2]);
+    if (deviceCall !== null) {
+      return serveDeviceApi(this.context, req, deviceCall[1], deviceCall[2], (code, body, format) =>
+        this.reply(res, code, body, undefined, format),
+      );
+    }
     this.reply(res, '4.04');
   }
 
@@ -129,36 +131,13 @@ export class CoapServer {
     this.peersGone.delete(peerGone);
   }
 
-  private deviceApi(req: CoapRequest, res: CoapResponse, token: string, call: string): void {
-    const device = this.context.tenant.deviceByAccessToken(token);
-    if (device === undefined) {
-      this.context.desk.note('coap', `${call} refused: unknown token ${mask(token)} -> 4.01`);
-      return this.reply(res, '4.01');
-    }
-    if (req.method === 'GET' && call === 'attributes') {
-      const attributes =
-        Object.keys(device.attributes).length > 0
-          ? JSON.stringify({ client: device.attributes })
-          : '{}';
-      return this.reply(res, '2.05', attributes);
-    }
-    if (req.method !== 'POST') return this.reply(res, '4.05');
-    let data: unknown;
-    try {
-      data = JSON.parse((req.payload ?? Buffer.alloc(0)).toString('utf8'));
-    } catch {
-      return this.reply(res, '4.00');
-    }
-    if (call === 'telemetry') {
-      device.telemetry.push(data);
-    } else if (typeof data === 'object' && data !== null && !Array.isArray(data)) {
-      Object.assign(device.attributes, data);
-    }
-    this.context.desk.note('coap', `${call} from ${JSON.stringify(device.name)}`);
-    this.reply(res, '2.01');
-  }
-
-  private reply(res: CoapResponse, code: string, body?: string, req?: CoapRequest): void {
+  private reply(
+    res: CoapResponse,
+    code: string,
+    body?: string,
+    req?: CoapRequest,
+    contentFormat = 'text/plain',
+  ): void {
     this.open.delete(res);
     res.code = code;
     if (body === undefined) {
@@ -166,7 +145,7 @@ export class CoapServer {
       return;
     }
     const bytes = Buffer.from(body, 'utf8');
-    res.setOption('Content-Format', 'text/plain');
+    res.setOption('Content-Format', contentFormat);
     res.end(bytes);
     if (req !== undefined && bytes.length >= BLOCKWISE_FROM_BYTES)
       this.keepBlocks(req, code, bytes);

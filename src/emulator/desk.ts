@@ -3,12 +3,15 @@
  * faults, decides the outcome, records it, and says what the transport must do on the wire.
  */
 
-import { FAILURE_BODY, NOT_FOUND_BODY, mask, successBody } from './format';
+import { FAILURE_BODY, NOT_FOUND_BODY, mask, printable, successBody } from './format';
+import { DEFAULT_RECORD_LIMIT, appendBounded } from './records';
 import { readProvisionRequest, type ParsedProvisionRequest } from './request';
 import type { Tenant, ProvisionOutcome } from './state';
 import type { FaultSpec, RecordedRequest } from './types';
 
 export type TransportName = RecordedRequest['transport'];
+/** Where a log line comes from: a transport, or the library API and control route. */
+export type LogSource = TransportName | 'api';
 
 /** What the transport must do with a provisioning request. */
 export type Verdict =
@@ -54,6 +57,8 @@ export class ProvisioningDesk {
     private readonly log?: (line: string) => void,
     /** The server's own processing timeout (ThingsBoard: 10 s). */
     private readonly timeoutMs = 10_000,
+    /** `requests` keeps this many, dropping the oldest. */
+    private readonly recordLimit = DEFAULT_RECORD_LIMIT,
   ) {}
 
   get noSuback(): boolean {
@@ -85,7 +90,7 @@ export class ProvisioningDesk {
       outcome: 'pending',
       at: Date.now(),
     };
-    this.requests.push(record);
+    appendBounded(this.requests, record, this.recordLimit);
     const reading = readProvisionRequest(payload);
     record.body = reading.body;
     if (!reading.ok) {
@@ -137,12 +142,11 @@ export class ProvisioningDesk {
 
   /** A provisioning request refused before parsing (HTTP's empty body): recorded and logged. */
   refuse(transport: TransportName, reason: string, result: string): void {
-    this.requests.push({
-      transport,
-      body: undefined,
-      outcome: `malformed: ${reason}`,
-      at: Date.now(),
-    });
+    appendBounded(
+      this.requests,
+      { transport, body: undefined, outcome: `malformed: ${reason}`, at: Date.now() },
+      this.recordLimit,
+    );
     this.write(transport, `provision request refused: ${reason} -> ${result}`);
   }
 
@@ -155,12 +159,13 @@ export class ProvisioningDesk {
   }
 
   /** A line about something other than provisioning (device API), same format. */
-  note(transport: TransportName, text: string): void {
-    this.write(transport, text);
+  note(source: LogSource, text: string): void {
+    this.write(source, text);
   }
 
-  private write(transport: TransportName, text: string): void {
-    this.log?.(`${transport.padEnd(5)} ${text}`);
+  /** Every line passes here: what a client sent can never control the terminal. */
+  private write(source: LogSource, text: string): void {
+    this.log?.(printable(`${source.padEnd(5)} ${text}`));
   }
 
   private takeFault(): CountedFault | undefined {

@@ -57,3 +57,14 @@ export const ERROR_CODE_BAD_REQUEST_PARAMS = 31;
 export function mask(secret: string): string {
   return `${[...secret].slice(0, 2).join('')}…`;
 }
+
+/**
+ * A log line safe for a terminal: control characters (C0, DEL, C1), line and paragraph separators
+ * and bidirectional overrides become \u escapes, so a device name cannot forge or hide log lines.
+ */
+export function printable(line: string): string {
+  return line.replace(
+    /[\p{Cc}\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu,
+    (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}

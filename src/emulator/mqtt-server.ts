@@ -1,47 +1,52 @@
 /**
- * MQTT listener (3.1.1 and 5) that behaves like ThingsBoard's MqttTransportHandler for provisioning
- * sessions and, minimally, for device sessions (telemetry, attributes, gateway topics).
+ * MQTT listener (3.1.1 and 5) that behaves like ThingsBoard's MqttTransportHandler: one connection
+ * per socket, which after CONNECT becomes a provisioning session or a device session.
  */
 
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { generate, parser, type Packet, type IConnectPacket } from 'mqtt-packet';
-import type { ProvisioningDesk, Verdict } from './desk';
+import { generate, parser, type IConnectPacket, type Packet } from 'mqtt-packet';
+import type { ProvisioningDesk } from './desk';
 import { mask } from './format';
 import { listenOn } from './listen';
+import { DeviceSession } from './mqtt-device';
+import { FrameReader } from './mqtt-frames';
+import { ProvisioningSession } from './mqtt-provision';
+import type { Recorder } from './records';
+import type { SessionRegistry } from './sessions';
 import type { Tenant } from './state';
 import type { EmulatedDevice, EmulatorTlsOptions } from './types';
 
-export const PROVISION_REQUEST_TOPIC = '/provision/request';
-export const PROVISION_RESPONSE_TOPIC = '/provision/response';
-
 const CONNACK_ACCEPTED = 0;
-const CONNACK_NOT_AUTHORIZED_V3 = 5;
-const CONNACK_NOT_AUTHORIZED_V5 = 0x87;
-const SUBACK_FAILURE_V3 = 0x80;
-const SUBACK_TOPIC_FILTER_INVALID_V5 = 0x8f;
-const PUBACK_SUCCESS = 0;
-const PUBACK_IMPLEMENTATION_SPECIFIC_ERROR = 0x83;
-const PUBACK_TOPIC_NAME_INVALID = 0x90;
-const PUBACK_PAYLOAD_FORMAT_INVALID = 0x99;
-const UNSUBACK_NO_SUBSCRIPTION_EXISTED = 0x11;
+const DISCONNECT_MALFORMED_PACKET = 0x81;
 
-const DEVICE_TOPICS = {
-  telemetry: 'v1/devices/me/telemetry',
-  attributes: 'v1/devices/me/attributes',
-} as const;
-const GATEWAY_TOPIC_PREFIX = 'v1/gateway/';
+/** CONNACK refusals by what the login carried (onValidateDeviceResponse): 3.1.1 code, then 5. */
+const REFUSED_WITH_USERNAME = { v3: 5, v5: 0x86 };
+const REFUSED_CLIENT_ID_ONLY = { v3: 2, v5: 0x85 };
+const REFUSED_NOTHING_OR_CERTIFICATE = { v3: 5, v5: 0x87 };
 
 export interface MqttServerContext {
   tenant: Tenant;
   desk: ProvisioningDesk;
+  registry: SessionRegistry;
+  recorder: Recorder;
   closeAfterAnswerMs: number;
+  connectTimeoutMs: number;
+  inactivityTimeoutMs: number;
+  clientRpcTimeoutMs: number;
+}
+
+/** What a session does with the packets the connection does not handle itself. */
+export interface MqttSessionHandler {
+  onPacket(packet: Packet): void;
+  /** The connection is gone. */
+  dispose(): void;
 }
 
 export class MqttServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
-  private readonly sessions = new Set<MqttSession>();
+  private readonly connections = new Set<MqttConnection>();
 
   constructor(
     private readonly context: MqttServerContext,
@@ -71,7 +76,7 @@ export class MqttServer {
   }
 
   async close(): Promise<void> {
-    for (const session of this.sessions) session.dispose();
+    for (const connection of this.connections) connection.dispose();
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -85,50 +90,153 @@ export class MqttServer {
     this.track(socket);
     // As Netty does by default; otherwise Nagle holds the answer back behind its PUBACK.
     socket.setNoDelay(true);
-    const session = new MqttSession(socket, this.context);
-    this.sessions.add(session);
-    socket.once('close', () => this.sessions.delete(session));
+    const connection = new MqttConnection(socket, this.context);
+    this.connections.add(connection);
+    socket.once('close', () => this.connections.delete(connection));
   }
 }
 
-type Mode = 'connecting' | 'provision' | 'device';
-
-class MqttSession {
-  private mode: Mode = 'connecting';
-  private protocolVersion: 3 | 4 | 5 = 4;
-  private device: EmulatedDevice | undefined;
-  /** Granted QoS of the /provision/response subscription, when there is one. */
-  private responseQos: 0 | 1 | undefined;
-  private nextMessageId = 1;
-  private closeTimer: NodeJS.Timeout | undefined;
+/** One TCP (or TLS) connection: framing, limits, CONNECT, and the packets every session shares. */
+export class MqttConnection {
+  protocolVersion = 4;
+  clientId = '';
+  readonly connectedAt = Date.now();
+  private handler: MqttSessionHandler | undefined;
+  private connected = false;
   private closing = false;
-  private readonly peerGone = new AbortController();
+  private disposed = false;
+  private nextMessageId = 1;
+  private lastPacketAt = Date.now();
+  private readonly frames = new FrameReader();
+  private readonly packets = parser();
+  private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(
-    private readonly socket: net.Socket,
-    private readonly context: MqttServerContext,
+    readonly socket: net.Socket,
+    readonly context: MqttServerContext,
   ) {
-    const packets = parser();
-    packets.on('packet', (packet: Packet) => this.onPacket(packet));
-    packets.on('error', () => this.socket.destroy());
-    socket.on('data', (chunk: Buffer) => packets.parse(chunk));
+    this.packets.on('packet', (packet: Packet) => this.onPacket(packet));
+    this.packets.on('error', () => this.socket.destroy());
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined);
     socket.once('close', () => this.dispose());
+    this.after(context.connectTimeoutMs, () => {
+      if (!this.connected) {
+        this.note('connection closed: no CONNECT in time');
+        this.socket.destroy();
+      }
+    });
+    this.watchInactivity(context.inactivityTimeoutMs);
   }
 
-  dispose(): void {
-    if (this.closeTimer !== undefined) clearTimeout(this.closeTimer);
-    this.closeTimer = undefined;
-    this.peerGone.abort();
-  }
-
-  private get v5(): boolean {
+  get v5(): boolean {
     return this.protocolVersion === 5;
   }
 
-  private onPacket(packet: Packet): void {
+  get open(): boolean {
+    return !this.closing && !this.socket.destroyed;
+  }
+
+  get remoteAddress(): string {
+    return this.socket.remoteAddress ?? '';
+  }
+
+  get remotePort(): number {
+    return this.socket.remotePort ?? 0;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.handler?.dispose();
+  }
+
+  send(packet: Packet): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    this.socket.write(generate(packet, { protocolVersion: this.protocolVersion as 3 | 4 | 5 }));
+  }
+
+  /** QoS 0 publishes (message id 0) get no PUBACK; 3.1.1 has no reason codes. */
+  puback(messageId: number, reasonCode: number): void {
+    if (messageId <= 0) return;
+    if (this.v5) this.send({ cmd: 'puback', messageId, reasonCode });
+    else this.send({ cmd: 'puback', messageId });
+  }
+
+  /** Publishes to the client; returns the message id used (0 for QoS 0). */
+  publish(topic: string, payload: string, qos: 0 | 1): number {
+    const messageId = qos > 0 ? this.takeMessageId() : 0;
+    this.send({
+      cmd: 'publish',
+      topic,
+      payload: Buffer.from(payload, 'utf8'),
+      qos,
+      messageId: qos > 0 ? messageId : undefined,
+      retain: false,
+      dup: false,
+    });
+    return messageId;
+  }
+
+  /** Flushes what was written, sends FIN, then releases the socket. */
+  closeGracefully(): void {
     if (this.closing) return;
-    if (this.mode === 'connecting') {
+    this.closing = true;
+    if (this.socket.destroyed) return;
+    this.socket.end(() => this.socket.destroy());
+  }
+
+  /** MQTT 5: DISCONNECT with this reason, then close; 3.1.1 just closes. */
+  disconnect(reasonCode: number): void {
+    if (this.closing) return;
+    if (this.v5) this.send({ cmd: 'disconnect', reasonCode });
+    this.closeGracefully();
+  }
+
+  /** A timer that dies with the connection. */
+  after(ms: number, action: () => void): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      action();
+    }, ms);
+    this.timers.add(timer);
+    return timer;
+  }
+
+  note(text: string): void {
+    this.context.desk.note('mqtt', text);
+  }
+
+  private takeMessageId(): number {
+    const id = this.nextMessageId;
+    this.nextMessageId = id >= 0xffff ? 1 : id + 1;
+    return id;
+  }
+
+  private onData(chunk: Buffer): void {
+    for (const event of this.frames.push(chunk)) {
+      if (event.kind === 'packet') {
+        this.packets.parse(event.bytes);
+        if (this.socket.destroyed) return;
+        continue;
+      }
+      if (event.kind === 'too-large') {
+        this.note(`connection closed: a packet of ${event.length} bytes is over the limit`);
+        if (this.connected) this.disconnect(DISCONNECT_MALFORMED_PACKET);
+        else this.closeGracefully();
+      } else {
+        this.socket.destroy();
+      }
+      return;
+    }
+  }
+
+  private onPacket(packet: Packet): void {
+    if (this.closing || this.disposed) return;
+    this.lastPacketAt = Date.now();
+    if (!this.connected) {
       if (packet.cmd === 'connect') this.onConnect(packet);
       else this.socket.destroy();
       return;
@@ -144,251 +252,83 @@ class MqttSession {
       case 'disconnect':
         this.closeGracefully();
         return;
-      case 'subscribe':
-        if (this.mode === 'provision') this.onProvisionSubscribe(packet.messageId ?? 0, packet);
-        else this.onDeviceSubscribe(packet.messageId ?? 0, packet);
-        return;
-      case 'unsubscribe':
-        this.onUnsubscribe(packet.messageId ?? 0, packet.unsubscriptions);
-        return;
-      case 'publish':
-        if (this.mode === 'provision') void this.onProvisionPublish(packet);
-        else this.onDevicePublish(packet);
-        return;
       default:
-        // PUBACK for our QoS 1 response and anything else: nothing to do.
-        return;
+        this.handler?.onPacket(packet);
     }
   }
 
   private onConnect(packet: IConnectPacket): void {
+    this.connected = true;
     this.protocolVersion = packet.protocolVersion ?? 4;
+    this.clientId = packet.clientId;
     const username = packet.username;
     if (username === 'provision' || packet.clientId === 'provision') {
       // Provisioning sessions: the password is ignored and CONNACK is always 0.
-      this.mode = 'provision';
-      this.connack(CONNACK_ACCEPTED);
+      this.connack(CONNACK_ACCEPTED, packet.clean === false);
+      this.handler = new ProvisioningSession(this);
       return;
     }
-    const device = this.authenticate(packet);
-    if (device === undefined) {
-      this.context.desk.note('mqtt', `device login refused (username ${describeSecret(username)})`);
-      this.connack(this.v5 ? CONNACK_NOT_AUTHORIZED_V5 : CONNACK_NOT_AUTHORIZED_V3);
+    const login = this.authenticate(packet);
+    if (login.device === undefined) {
+      this.note(`device login refused (username ${describeSecret(username)})`);
+      this.connack(this.v5 ? login.refusal.v5 : login.refusal.v3, false);
+      // No DISCONNECT after a refused CONNACK: MQTT 5 forbids it, and clients cannot parse these codes.
       this.closeGracefully();
       return;
     }
-    this.mode = 'device';
-    this.device = device;
-    this.context.desk.note('mqtt', `device ${JSON.stringify(device.name)} connected`);
-    this.connack(CONNACK_ACCEPTED);
+    this.note(`device ${JSON.stringify(login.device.name)} connected`);
+    this.connack(CONNACK_ACCEPTED, packet.clean === false);
+    this.handler = new DeviceSession(this, login.device);
   }
 
-  private authenticate(packet: IConnectPacket): EmulatedDevice | undefined {
+  private authenticate(packet: IConnectPacket): {
+    device: EmulatedDevice | undefined;
+    refusal: { v3: number; v5: number };
+  } {
     if (this.socket instanceof tls.TLSSocket) {
       const certificate = this.socket.getPeerCertificate();
       // With a client certificate the server authenticates by it alone.
       if (certificate?.raw !== undefined) {
-        return this.context.tenant.deviceByCertificate(certificate.raw.toString('base64'));
+        const body = certificate.raw.toString('base64');
+        return {
+          device: this.context.tenant.deviceByCertificate(body),
+          refusal: REFUSED_NOTHING_OR_CERTIFICATE,
+        };
       }
     }
-    return this.context.tenant.authenticateMqtt({
+    const device = this.context.tenant.authenticateMqtt({
       clientId: packet.clientId,
       username: packet.username,
       password: packet.password?.toString('utf8'),
     });
+    let refusal = REFUSED_NOTHING_OR_CERTIFICATE;
+    if (packet.username !== undefined || packet.password !== undefined) {
+      refusal = REFUSED_WITH_USERNAME;
+    } else if (packet.clientId.trim() !== '') {
+      refusal = REFUSED_CLIENT_ID_ONLY;
+    }
+    return { device, refusal };
   }
 
-  private onProvisionSubscribe(
-    messageId: number,
-    packet: { subscriptions: Array<{ topic: string; qos: number }> },
-  ): void {
-    // Servers before November 2024 neither answered nor registered the subscription.
-    if (this.context.desk.noSuback) return;
-    const granted = packet.subscriptions.map(({ topic, qos }) => {
-      if (topic !== PROVISION_RESPONSE_TOPIC) {
-        return this.v5 ? SUBACK_TOPIC_FILTER_INVALID_V5 : SUBACK_FAILURE_V3;
-      }
-      const qosGranted = qos >= 1 ? 1 : 0;
-      this.responseQos = qosGranted;
-      return qosGranted;
-    });
-    this.send({ cmd: 'suback', messageId, granted });
+  private connack(code: number, sessionPresent: boolean): void {
+    // The server echoes "not clean" as session present, though it keeps nothing.
+    const present = code === CONNACK_ACCEPTED && sessionPresent;
+    if (this.v5) this.send({ cmd: 'connack', reasonCode: code, sessionPresent: present });
+    else this.send({ cmd: 'connack', returnCode: code, sessionPresent: present });
   }
 
-  private onDeviceSubscribe(
-    messageId: number,
-    packet: { subscriptions: Array<{ topic: string; qos: number }> },
-  ): void {
-    const granted = packet.subscriptions.map(({ topic, qos }) => {
-      if (!topic.startsWith('v1/')) {
-        return this.v5 ? SUBACK_TOPIC_FILTER_INVALID_V5 : SUBACK_FAILURE_V3;
-      }
-      return qos >= 1 ? 1 : 0;
-    });
-    this.send({ cmd: 'suback', messageId, granted });
-  }
-
-  private onUnsubscribe(messageId: number, filters: string[]): void {
-    if (this.mode === 'provision') {
-      if (this.context.desk.noSuback) return;
-      const had = filters.map(
-        (filter) => filter === PROVISION_RESPONSE_TOPIC && this.responseQos !== undefined,
-      );
-      if (filters.includes(PROVISION_RESPONSE_TOPIC)) this.responseQos = undefined;
-      this.send({
-        cmd: 'unsuback',
-        messageId,
-        granted: this.v5 ? had.map((was) => (was ? 0 : UNSUBACK_NO_SUBSCRIPTION_EXISTED)) : [],
-      });
-      return;
-    }
-    this.send({ cmd: 'unsuback', messageId, granted: filters.map(() => 0) });
-  }
-
-  private async onProvisionPublish(packet: {
-    topic: string;
-    qos: number;
-    messageId?: number;
-    payload: Buffer | string;
-  }): Promise<void> {
-    const messageId = packet.qos > 0 ? (packet.messageId ?? 0) : 0;
-    if (packet.qos > 1) {
-      // The server supports QoS 0 and 1 only.
-      this.closeGracefully();
-      return;
-    }
-    if (packet.topic !== PROVISION_REQUEST_TOPIC) {
-      this.puback(messageId, PUBACK_TOPIC_NAME_INVALID);
-      this.closeGracefully();
-      return;
-    }
-    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    let verdict: Verdict;
-    try {
-      verdict = await this.context.desk.receive('mqtt', payload, this.peerGone.signal);
-    } catch {
-      verdict = { kind: 'internal-error' };
-    }
-    if (this.socket.destroyed || this.closing) return;
-    switch (verdict.kind) {
-      case 'answer':
-        // For QoS 1 the PUBACK waits for the result and goes just before the response.
-        this.puback(messageId, PUBACK_SUCCESS);
-        this.send({
-          cmd: 'publish',
-          topic: PROVISION_RESPONSE_TOPIC,
-          payload: Buffer.from(verdict.body, 'utf8'),
-          // Not subscribed: QoS 1 all the same.
-          qos: this.responseQos ?? 1,
-          messageId: (this.responseQos ?? 1) > 0 ? this.takeMessageId() : undefined,
-          retain: false,
-          dup: false,
-        });
-        this.scheduleClose();
+  /** Closed after `timeoutMs` without a packet from the client (the server's session timeout). */
+  private watchInactivity(timeoutMs: number): void {
+    const check = () => {
+      const idle = Date.now() - this.lastPacketAt;
+      if (idle < timeoutMs) {
+        this.after(timeoutMs - idle, check);
         return;
-      case 'malformed':
-      case 'internal-error':
-        this.puback(messageId, PUBACK_IMPLEMENTATION_SPECIFIC_ERROR);
-        this.closeGracefully();
-        return;
-      case 'drop':
-        this.socket.destroy();
-        return;
-      case 'hold':
-        return;
-    }
-  }
-
-  private onDevicePublish(packet: {
-    topic: string;
-    qos: number;
-    messageId?: number;
-    payload: Buffer | string;
-  }): void {
-    const device = this.device;
-    if (device === undefined) return;
-    const messageId = packet.qos > 0 ? (packet.messageId ?? 0) : 0;
-    if (packet.qos > 1) {
-      this.closeGracefully();
-      return;
-    }
-    const topic = packet.topic;
-    const recorded =
-      topic === DEVICE_TOPICS.telemetry ||
-      topic === DEVICE_TOPICS.attributes ||
-      (topic.startsWith(GATEWAY_TOPIC_PREFIX) && device.gateway);
-    if (!recorded) {
-      if (topic.startsWith('v1/devices/me/') || topic.startsWith(GATEWAY_TOPIC_PREFIX)) {
-        // RPC replies, attribute requests, claims, a non-gateway on gateway topics: acknowledged, ignored.
-        this.puback(
-          messageId,
-          topic.startsWith(GATEWAY_TOPIC_PREFIX) ? PUBACK_TOPIC_NAME_INVALID : PUBACK_SUCCESS,
-        );
-      } else {
-        this.puback(messageId, PUBACK_TOPIC_NAME_INVALID);
       }
-      return;
-    }
-    let data: unknown;
-    try {
-      data = JSON.parse(Buffer.from(packet.payload).toString('utf8'));
-    } catch {
-      // v5 clients get a PUBACK saying so; v3.1.1 has no way to say it, so the server closes.
-      if (this.v5 && messageId > 0) this.puback(messageId, PUBACK_PAYLOAD_FORMAT_INVALID);
-      else this.closeGracefully();
-      return;
-    }
-    if (topic === DEVICE_TOPICS.telemetry) {
-      device.telemetry.push(data);
-    } else if (topic === DEVICE_TOPICS.attributes) {
-      if (typeof data === 'object' && data !== null && !Array.isArray(data)) {
-        Object.assign(device.attributes, data);
-      }
-    } else {
-      device.gatewayMessages.push({ topic, payload: data });
-    }
-    this.context.desk.note('mqtt', `${topic} from ${JSON.stringify(device.name)}`);
-    this.puback(messageId, PUBACK_SUCCESS);
-  }
-
-  private connack(code: number): void {
-    if (this.v5) this.send({ cmd: 'connack', reasonCode: code, sessionPresent: false });
-    else this.send({ cmd: 'connack', returnCode: code, sessionPresent: false });
-  }
-
-  /** QoS 0 publishes (message id 0) get no PUBACK. */
-  private puback(messageId: number, reasonCode: number): void {
-    if (messageId <= 0) return;
-    if (this.v5) this.send({ cmd: 'puback', messageId, reasonCode });
-    else this.send({ cmd: 'puback', messageId });
-  }
-
-  private send(packet: Packet): void {
-    if (this.socket.destroyed || !this.socket.writable) return;
-    this.socket.write(generate(packet, { protocolVersion: this.protocolVersion }));
-  }
-
-  private takeMessageId(): number {
-    const id = this.nextMessageId;
-    this.nextMessageId = id >= 0xffff ? 1 : id + 1;
-    return id;
-  }
-
-  /** The server closes the connection some time after answering, without a DISCONNECT. */
-  private scheduleClose(): void {
-    if (this.closeTimer !== undefined) return;
-    this.closeTimer = setTimeout(() => {
-      this.closeTimer = undefined;
+      this.note('connection closed: inactive');
       this.closeGracefully();
-    }, this.context.closeAfterAnswerMs);
-  }
-
-  /** Flushes what was written, sends FIN, then releases the socket. */
-  private closeGracefully(): void {
-    if (this.closing) return;
-    this.closing = true;
-    if (this.socket.destroyed) return;
-    this.socket.end(() => this.socket.destroy());
+    };
+    this.after(timeoutMs, check);
   }
 }
 

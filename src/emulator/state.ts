@@ -5,7 +5,7 @@
 
 import { createHash, randomInt } from 'node:crypto';
 import type { ParsedProvisionRequest } from './request';
-import type { EmulatedCredentials, EmulatedDevice, ProfileSpec } from './types';
+import type { DeviceSpec, EmulatedCredentials, EmulatedDevice, ProfileSpec } from './types';
 
 export type ProvisionOutcome =
   | {
@@ -120,11 +120,7 @@ export class Tenant {
   }
 
   /** A pre-provisioned device, as an administrator would create it. */
-  addDevice(spec: {
-    name: string;
-    profile: string;
-    credentials: EmulatedCredentials;
-  }): EmulatedDevice {
+  addDevice(spec: DeviceSpec): EmulatedDevice {
     if (!this.profilesByName.has(spec.profile))
       throw new Error(`No profile named "${spec.profile}"`);
     if (this.devices.has(spec.name))
@@ -146,7 +142,7 @@ export class Tenant {
         `Device "${spec.name}": these credentials are already used by another device`,
       );
     }
-    return this.store(spec.name, spec.profile, credentials, id, false);
+    return this.store(spec.name, spec.profile, credentials, id, spec.gateway === true);
   }
 
   provision(request: ParsedProvisionRequest): ProvisionOutcome {
@@ -217,6 +213,19 @@ export class Tenant {
       return basicMatch(byUserName, login) === 'valid' ? byUserName : undefined;
     }
     return undefined;
+  }
+
+  /**
+   * The device a gateway names (TransportApiService.findOrCreateDevice): an existing device of any
+   * profile is adopted as it is; otherwise one is created with an access token, `type` as profile.
+   */
+  findOrCreateForGateway(name: string, type: string, gateway: string): EmulatedDevice {
+    const existing = this.devices.get(name);
+    if (existing !== undefined) return existing;
+    const token = this.freshToken();
+    const device = this.store(name, type, { credentialsType: 'ACCESS_TOKEN', token }, token, false);
+    device.createdByGateway = gateway;
+    return device;
   }
 
   private deviceByCredentialsId(id: string): EmulatedDevice | undefined {
@@ -293,7 +302,10 @@ export class Tenant {
       gateway,
       provisioned: false,
       telemetry: [],
+      timeseries: [],
       attributes: {},
+      sharedAttributes: {},
+      rpcReplies: [],
       gatewayMessages: [],
     };
     this.devices.set(name, device);

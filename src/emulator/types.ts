@@ -23,6 +23,10 @@ export type EmulatedCredentials =
   /** The certificate body: PEM without BEGIN/END lines or newlines. */
   | { credentialsType: 'X509_CERTIFICATE'; certificate: string };
 
+/**
+ * A device of the tenant and what it sent. Plain data (it crosses process boundaries in tests); the
+ * lists keep the newest `recordLimit` entries.
+ */
 export interface EmulatedDevice {
   name: string;
   /** Profile name (the device type). */
@@ -31,12 +35,71 @@ export interface EmulatedDevice {
   gateway: boolean;
   /** Set once the device has been provisioned (pre-provisioned devices start false). */
   provisioned: boolean;
-  /** Telemetry received through the device API, oldest first. */
+  /** The gateway whose message created this device, for devices created that way. */
+  createdByGateway?: string;
+  /**
+   * Telemetry payloads as sent, one per accepted message, oldest first: the parsed JSON of a
+   * device's own message, or the array a gateway sent for it.
+   */
   telemetry: unknown[];
-  /** Client-side attributes received through the device API, merged (latest value wins). */
+  /** The same telemetry as the server stores it: one point per entry, values converted. */
+  timeseries: TelemetryPoint[];
+  /** Client-side attributes as sent, merged (latest value wins; null values are dropped). */
   attributes: Record<string, unknown>;
-  /** Messages a gateway published on v1/gateway/* topics, oldest first. */
+  /** Shared attributes set through the library API or the control route. */
+  sharedAttributes: Record<string, unknown>;
+  /** Replies to server-side RPC, as the device sent them, oldest first. */
+  rpcReplies: RecordedRpcReply[];
+  /** Messages a gateway published on v1/gateway/* topics and the server accepted, oldest first. */
   gatewayMessages: Array<{ topic: string; payload: unknown }>;
+}
+
+/** One time-series entry: its timestamp (server time when the device gave none) and values. */
+export interface TelemetryPoint {
+  ts: number;
+  /** Numeric strings became numbers, objects and arrays stay JSON, null values are dropped. */
+  values: Record<string, unknown>;
+}
+
+export interface RecordedRpcReply {
+  /** The request id the reply names. */
+  id: number;
+  /** The method of the request it answers; absent when no request with this id was waiting. */
+  method?: string;
+  /** The reply as sent (the server forwards it as text). */
+  payload: string;
+  at: number;
+}
+
+/** A device's open session, as the server sees it. */
+export interface SessionInfo {
+  device: string;
+  transport: 'mqtt';
+  /** Present when the device speaks through a gateway: the gateway's name. */
+  gateway?: string;
+  /** The MQTT client id of the connection (the gateway's for a device behind one). */
+  clientId: string;
+  /** 4 for MQTT 3.1.1, 5 for MQTT 5 (3 for 3.1). */
+  protocolVersion: number;
+  remoteAddress: string;
+  remotePort: number;
+  connectedAt: number;
+  /** Whether shared-attribute updates and RPC requests are pushed to this session. */
+  subscriptions: { attributes: boolean; rpc: boolean };
+}
+
+export interface SendRpcOptions {
+  /** How long the request lives before it fails (default 10000, as the server's REST API). */
+  timeoutMs?: number;
+}
+
+/** A device as an administrator creates it (pre-provisioned: `provisioned` stays false). */
+export interface DeviceSpec {
+  name: string;
+  profile: string;
+  credentials: EmulatedCredentials;
+  /** A gateway ("Is gateway" ticked): it may use the gateway API. Default false. */
+  gateway?: boolean;
 }
 
 /** Faults for tests. Counters count provisioning requests on any transport. */
@@ -64,7 +127,7 @@ export interface EmulatorOptions {
   coapPort?: number;
   profiles?: ProfileSpec[];
   /** Pre-provisioned devices (for the check-pre-provisioned strategies). */
-  devices?: Array<{ name: string; profile: string; credentials: EmulatedCredentials }>;
+  devices?: DeviceSpec[];
   faults?: FaultSpec;
   /**
    * The server's processing timeout (default 10000, as ThingsBoard). A request whose answerDelayMs
@@ -84,6 +147,20 @@ export interface EmulatorOptions {
   /** Used only with tls. Defaults 8883 / 8443; pass 0 in tests. */
   mqttsPort?: number;
   httpsPort?: number;
+  /**
+   * How many entries `requests` and each list of a device (telemetry, timeseries, rpcReplies,
+   * gatewayMessages) keep before the oldest are dropped. Default 10000.
+   */
+  recordLimit?: number;
+  /** An MQTT connection that sends no CONNECT within this time is closed. Default 10000. */
+  mqttConnectTimeoutMs?: number;
+  /** An MQTT connection that sends no packet for this long is closed. Default 600000 (10 min). */
+  mqttInactivityTimeoutMs?: number;
+  /**
+   * A device's own RPC request (v1/devices/me/rpc/request/{id}) is answered `{"error":"timeout"}`
+   * after this long, as the server does when no rule chain replies. Default 60000.
+   */
+  clientRpcTimeoutMs?: number;
 }
 
 export interface EmulatorTlsOptions {

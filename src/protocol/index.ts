@@ -4,3 +4,5 @@ export * from './types';
 export * from './errors';
 export * from './request';
 export * from './answer';
+export * from './device-errors';
+export * from './device-data';

@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 
 import { ProvisionError } from './errors';
 import {
-  CREDENTIALS_TYPES,
+  isCredentialsType,
   type CredentialsType,
   type DeviceCredentials,
   type ProvisionInput,
@@ -113,10 +113,6 @@ export function validateProvisionKeys(
     provisionDeviceKey: validateProvisionField(key, 'provision device key'),
     provisionDeviceSecret: validateProvisionField(secret, 'provision device secret'),
   };
-}
-
-function isCredentialsType(value: unknown): value is CredentialsType {
-  return (CREDENTIALS_TYPES as readonly unknown[]).includes(value);
 }
 
 const SHAPES: Record<CredentialsType, string> = {

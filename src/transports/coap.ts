@@ -6,10 +6,7 @@
  * piggy-backed on the ACK or sent apart (and acknowledge that), follow a block-wise answer
  * (RFC 7959); the deadline, not the ~93 s of retransmissions, decides when to give up.
  *
- * Why not the coap package's agent: per exchange it builds an outgoing and an incoming message
- * stream, a retransmission object and option conversions, about 13 KB of objects; the same
- * exchange through coap-packet alone cost about half the client CPU (38.8 against 75.9 us per
- * exchange, six alternating rounds against the emulator).
+ * Not the coap package's agent: its streams and objects per exchange cost more than the exchange.
  */
 
 import * as dgram from 'node:dgram';
@@ -46,15 +43,7 @@ function codec(): CoapPacketModule {
 const ACK_TIMEOUT_MS = 2000;
 const ACK_RANDOM_FACTOR = 1.5;
 const MAX_RETRANSMIT = 4;
-/**
- * The first wait is drawn in whole steps of this, 11 values in all. Node keeps one timer list per
- * duration, in one object keyed by it for the whole process, and keeps the list of an unref'd
- * timer (as these are) until its time is up, even once the timer is cleared. Drawn to the
- * millisecond, the waits left up to a thousand lists there, and V8 kept converting that object's
- * storage between its dictionary and array forms as lists came and went: setting any timer in the
- * process took about 20 us instead of 2, and the CoAP bench lost a fifth of its rate with the
- * store on.
- */
+/** Whole steps for the first wait: Node keeps one timer list per distinct duration. */
 const ACK_TIMEOUT_STEP_MS = 100;
 
 /** RFC 7252's random first wait, in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR]. */
@@ -76,6 +65,8 @@ interface CoapCall<T> {
   path: string[];
   payload?: string;
   onAnswer(code: string, payload: Buffer): T;
+  /** The error for a request too large for one datagram (coap-packet's reason); nothing was sent. */
+  tooLarge?(reason: string): ProvisionError;
 }
 
 async function resolveAddress(host: string): Promise<{ address: string; family: 4 | 6 }> {
@@ -284,13 +275,15 @@ async function sendCoap<T>(
       });
     } catch (err) {
       // coap-packet refuses a datagram over 1 280 bytes; its reason gives only the sizes.
+      const reason = (err as Error).message;
       x.fail(
-        new ProvisionError(
-          'PROTOCOL_ERROR',
-          `The request to ${describeEndpoint(endpoint)} does not fit in one CoAP datagram ` +
-            `(${(err as Error).message}). Nothing was sent; use MQTT or HTTP for this device.`,
-          { transient: false },
-        ),
+        call.tooLarge?.(reason) ??
+          new ProvisionError(
+            'PROTOCOL_ERROR',
+            `The request to ${describeEndpoint(endpoint)} does not fit in one CoAP datagram ` +
+              `(${reason}). Nothing was sent; use MQTT or HTTP for this device.`,
+            { transient: false },
+          ),
       );
       return;
     }
@@ -394,30 +387,64 @@ export const coapTransport: Transport = (target, request, options) => {
   );
 };
 
-/** GET /api/v1/{token}/attributes: true on 2.05, false when the server refuses the token. */
-export function checkCoapToken(
+export interface CoapAnswer {
+  code: string;
+  payload: Buffer;
+}
+
+export interface CoapRequest {
+  method: 'GET' | 'POST';
+  /** Uri-Path segments, sent as they are (a token may hold any character). */
+  path: string[];
+  payload?: string;
+  /** What the exchange waits for, in error texts: never the path, which may hold a token. */
+  waitingFor: string;
+  tooLarge?(reason: string): ProvisionError;
+}
+
+/**
+ * One confirmable request over the server's shared link, answered with its code and payload
+ * whatever they are. A target with TLS is refused: DTLS is not offered.
+ */
+export function coapRequest(
   target: TransportTarget,
-  token: string,
+  request: CoapRequest,
   options: TransportOptions,
-): Promise<boolean> {
+): Promise<CoapAnswer> {
   if (target.tls !== undefined) {
     return Promise.reject(new ProvisionError('INVALID_INPUT', DTLS_NOT_OFFERED));
   }
   const endpoint = endpointOf(target);
-  return runExchange<boolean>(endpoint, options, 'the answer of the device API', (x) =>
+  return runExchange<CoapAnswer>(endpoint, options, request.waitingFor, (x) =>
     sendCoap(target, endpoint, x, {
+      ...request,
+      onAnswer: (code, payload) => ({ code, payload }),
+    }),
+  );
+}
+
+/** GET /api/v1/{token}/attributes: true on 2.05 (or 4.04), false when the server refuses the token. */
+export async function checkCoapToken(
+  target: TransportTarget,
+  token: string,
+  options: TransportOptions,
+): Promise<boolean> {
+  const { code } = await coapRequest(
+    target,
+    {
       method: 'GET',
       path: ['api', 'v1', token, 'attributes'],
-      onAnswer: (code) => {
-        if (code.startsWith('2.')) return true;
-        if (code === '4.01' || code === '4.03' || code === '4.04') return false;
-        throw new ProvisionError(
-          'PROTOCOL_ERROR',
-          `The device API at ${describeEndpoint(endpoint)} answered CoAP ${code} when asked for ` +
-            'the attributes of the device; the credentials could not be checked.',
-          { transient: code.startsWith('5.') },
-        );
-      },
-    }),
+      waitingFor: 'the answer of the device API',
+    },
+    options,
+  );
+  // "Not found" is a device without attributes yet, as every new device: the token was taken.
+  if (code.startsWith('2.') || code === '4.04') return true;
+  if (code === '4.01') return false;
+  throw new ProvisionError(
+    'PROTOCOL_ERROR',
+    `The device API at ${describeEndpoint(endpointOf(target))} answered CoAP ${code} when asked ` +
+      'for the attributes of the device; the credentials could not be checked.',
+    { transient: code.startsWith('5.') },
   );
 }

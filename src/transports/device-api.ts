@@ -18,9 +18,12 @@ function notCheckable(message: string): Promise<never> {
  *
  * - MQTT: CONNECT with the token as user name, or with MQTT basic clientId/userName/password;
  *   CONNACK 0 is true, "bad user name or password" / "not authorised" is false.
- * - HTTP: GET /api/v1/{token}/attributes; 2xx true, 401/403/404 false. MQTT basic credentials
- *   cannot be checked over HTTP: rejects with PROTOCOL_ERROR, the caller falls back.
- * - CoAP: GET /api/v1/{token}/attributes; 2.05 true, 4.01/4.03/4.04 false. MQTT basic: as HTTP.
+ * - HTTP: GET /api/v1/{token}/attributes; 2xx true, 401 false, any other status PROTOCOL_ERROR.
+ *   MQTT basic credentials cannot be checked over HTTP: rejects with PROTOCOL_ERROR, the caller
+ *   falls back.
+ * - CoAP: GET /api/v1/{token}/attributes; 2.05 true, and 4.04 true too (the server's answer for a
+ *   device with no attributes, as every new device), 4.01 false, anything else PROTOCOL_ERROR.
+ *   MQTT basic: as HTTP.
  * - X.509 credentials are never checkable here (it takes the device's private key and a TLS
  *   connection): rejects with PROTOCOL_ERROR on every transport.
  */

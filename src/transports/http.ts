@@ -3,11 +3,10 @@
  * keep-alive connection pool per server and TLS configuration. The body is read with a byte cap
  * whatever its type.
  *
- * Why undici rather than node:http: the same keep-alive POST cost 20-30 % less client CPU through
- * undici's dispatcher than through http.request (a ClientRequest and an IncomingMessage stream per
- * exchange); see bench/README.md. Its pools connect through connectSocket() below, so an HTTPS
- * connection reuses the parsed TLS material and the server's last session like MQTT over TLS,
- * and a TLS handshake that fails is still told apart from a refused certificate.
+ * undici rather than node:http: its dispatcher builds no request and response streams per exchange.
+ * Its pools connect through connectSocket() below, so an HTTPS connection reuses the parsed TLS
+ * material and the server's last session like MQTT over TLS, and a TLS handshake that fails is
+ * still told apart from a refused certificate.
  */
 
 import * as net from 'node:net';
@@ -269,27 +268,59 @@ export const httpTransport: Transport = (target, request, options) => {
   );
 };
 
+export interface HttpAnswer {
+  statusCode: number;
+  body: Buffer;
+}
+
+export interface HttpRequest {
+  method: 'GET' | 'POST';
+  path: string;
+  /** JSON text. */
+  body?: string;
+  /** What the exchange waits for, in error texts: never the path, which may hold a token. */
+  waitingFor: string;
+}
+
+/** One request through the server's keep-alive pool, answered with its status and capped body. */
+export function httpRequest(
+  target: TransportTarget,
+  request: HttpRequest,
+  options: TransportOptions,
+): Promise<HttpAnswer> {
+  const endpoint = endpointOf(target);
+  return runExchange<HttpAnswer>(endpoint, options, request.waitingFor, (x) => {
+    sendHttp(target, endpoint, x, {
+      method: request.method,
+      path: request.path,
+      body: request.body,
+      onAnswer: (statusCode, body) => ({ statusCode, body }),
+    });
+  });
+}
+
 /** GET /api/v1/{token}/attributes: true when the server accepts the token, false when it refuses. */
-export function checkHttpToken(
+export async function checkHttpToken(
   target: TransportTarget,
   token: string,
   options: TransportOptions,
 ): Promise<boolean> {
-  const endpoint = endpointOf(target);
-  return runExchange<boolean>(endpoint, options, 'the answer of the device API', (x) => {
-    sendHttp(target, endpoint, x, {
+  const { statusCode } = await httpRequest(
+    target,
+    {
       method: 'GET',
       path: `/api/v1/${encodeURIComponent(token)}/attributes`,
-      onAnswer: (statusCode) => {
-        if (statusCode >= 200 && statusCode <= 299) return true;
-        if (statusCode === 401 || statusCode === 403 || statusCode === 404) return false;
-        throw new ProvisionError(
-          'PROTOCOL_ERROR',
-          `The device API at ${describeEndpoint(endpoint)} answered HTTP ${statusCode} when ` +
-            'asked for the attributes of the device; the credentials could not be checked.',
-          { transient: statusCode >= 500 },
-        );
-      },
-    });
-  });
+      waitingFor: 'the answer of the device API',
+    },
+    options,
+  );
+  if (statusCode >= 200 && statusCode <= 299) return true;
+  // The device API refuses a token with 401 only; anything else says nothing about it.
+  if (statusCode === 401) return false;
+  throw new ProvisionError(
+    'PROTOCOL_ERROR',
+    `The device API at ${describeEndpoint(endpointOf(target))} answered HTTP ${statusCode} when ` +
+      'asked for the attributes of the device; the credentials could not be checked.',
+    { transient: statusCode >= 500 },
+  );
 }

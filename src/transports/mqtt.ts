@@ -55,7 +55,7 @@ const CONNACK_REASONS: Record<number, string> = {
 };
 
 /** CONNACK codes that mean "these credentials are not accepted" (3.1.1 and 5). */
-const CREDENTIALS_REFUSED = new Set([2, 4, 5, 0x85, 0x86, 0x87, 0x8c]);
+export const CREDENTIALS_REFUSED = new Set([2, 4, 5, 0x85, 0x86, 0x87, 0x8c]);
 const SERVER_BUSY = new Set([3, 0x88, 0x89]);
 
 export function randomClientId(prefix = 'provision-'): string {
@@ -79,7 +79,8 @@ interface SessionEvents {
   onMessage?(topic: string, payload: Buffer): void;
 }
 
-function connackReason(code: number): string {
+/** "CONNACK 5: not authorised": the code and what it means, for error texts. */
+export function connackReason(code: number): string {
   return `CONNACK ${code}: ${CONNACK_REASONS[code] ?? 'refused'}`;
 }
 

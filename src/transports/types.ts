@@ -1,16 +1,26 @@
 import type { ProvisionAnswer, ProvisionRequest } from '../protocol/types';
 
-/**
- * Every transport and ThingsBoard's default port for it: the one list that protocol, provisioner,
- * nodes and editor read.
- */
-export const TRANSPORTS = {
-  mqtt: { defaultPort: 1883, tls: true },
-  http: { defaultPort: 8080, tls: true },
-  coap: { defaultPort: 5683, tls: false },
-} as const;
+export interface TransportTraits {
+  /** ThingsBoard's default port. */
+  defaultPort: number;
+  /** Whether it can go over TLS (DTLS is not offered for CoAP). */
+  tls: boolean;
+  /** The usual port with TLS, where it can go over TLS. */
+  defaultTlsPort?: number;
+}
 
-export type TransportName = keyof typeof TRANSPORTS;
+const TRANSPORT_TABLE = {
+  mqtt: { defaultPort: 1883, tls: true, defaultTlsPort: 8883 },
+  // HTTPS is 443 on ThingsBoard Cloud.
+  http: { defaultPort: 8080, tls: true, defaultTlsPort: 443 },
+  coap: { defaultPort: 5683, tls: false },
+} satisfies Record<string, TransportTraits>;
+
+export type TransportName = keyof typeof TRANSPORT_TABLE;
+
+/** Every transport and its ports: the one list that protocol, provisioner, nodes and editor read. */
+export const TRANSPORTS: Readonly<Record<TransportName, Readonly<TransportTraits>>> =
+  TRANSPORT_TABLE;
 
 export const TRANSPORT_NAMES = Object.keys(TRANSPORTS) as readonly TransportName[];
 

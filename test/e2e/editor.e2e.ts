@@ -25,6 +25,7 @@ const TRANSPORTS = ['mqtt', 'http', 'coap'] as const;
 
 interface NodeSet {
   module: string;
+  name: string;
   types: string[];
   enabled: boolean;
   loaded?: boolean;
@@ -187,20 +188,32 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     assert.deepEqual(await tlsRows(), [false, false]);
   }
 
-  it('the runtime loads both node types from the installed tarball (admin API)', async function () {
+  it('the runtime loads both node types from the installed tarball, one node set each (admin API)', async function () {
     assert.ok(red);
     const sets = await adminJson<NodeSet[]>(red.url, 'nodes');
     const ours = sets.filter((set) => set.module === MODULE);
-    assert.equal(ours.length, 1, `node sets of ${MODULE}: ${JSON.stringify(ours)}`);
-    const [set] = ours;
-    assert.deepEqual([...set.types].sort(), [CONFIG_TYPE, PROVISION_TYPE].sort());
-    assert.equal(set.enabled, true);
-    assert.notEqual(set.loaded, false, `not loaded: ${JSON.stringify(set.err)}`);
-    assert.equal(set.err, undefined);
     const shipped = JSON.parse(fs.readFileSync(path.join(packageDir, 'package.json'), 'utf8')) as {
       version: string;
+      'node-red': { nodes: Record<string, string> };
     };
-    assert.equal(set.version, shipped.version);
+    assert.deepEqual(
+      ours.map((set) => set.name).sort(),
+      Object.keys(shipped['node-red'].nodes).sort(),
+      `node sets of ${MODULE}: ${JSON.stringify(ours)}`,
+    );
+    for (const type of [CONFIG_TYPE, PROVISION_TYPE]) {
+      assert.ok(
+        ours.some((set) => set.types.includes(type)),
+        `${type} is not loaded`,
+      );
+    }
+    for (const set of ours) {
+      assert.deepEqual(set.types, [set.name], 'a node set registers the type it is named after');
+      assert.equal(set.enabled, true);
+      assert.notEqual(set.loaded, false, `${set.name} not loaded: ${JSON.stringify(set.err)}`);
+      assert.equal(set.err, undefined);
+      assert.equal(set.version, shipped.version);
+    }
   });
 
   it('offers its examples under Import > Examples', async function () {

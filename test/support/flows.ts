@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Emulator } from '../../src/emulator';
-import { helper, provisionModule } from './node-red';
+import { helper, packageNodeModules } from './node-red';
 
 export const KEY = 'test-provision-key';
 export const SECRET = 'test-provision-secret-Zq9';
@@ -91,7 +91,7 @@ export async function loadFlow(
   extraModules: Array<(RED: Record<string, unknown>) => void> = [],
 ): Promise<void> {
   helper.settings({ userDir });
-  await helper.load([provisionModule, ...extraModules] as never, flow, credentials);
+  await helper.load([...packageNodeModules, ...extraModules] as never, flow, credentials);
 }
 
 export type Message = Record<string, unknown> & {
@@ -137,8 +137,6 @@ export class Collector {
 export function send(msg: Record<string, unknown>, nodeId = 'prov'): void {
   helper.getNode(nodeId).receive(msg);
 }
-
-export const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** An emulator on ephemeral ports that knows the test profile. */
 export function startEmulator(): Promise<Emulator> {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import helper from 'node-red-node-test-helper';
+import { catalogFile, packageNodes } from './package-nodes';
 
 /**
  * The Node-RED runtime under test: Node-RED 4.x from devDependencies, or the 5.x install that
@@ -11,10 +12,14 @@ helper.init(require.resolve(runtimeDir ? path.join(runtimeDir, 'lib', 'red.js') 
 
 export { helper };
 
-const root = path.resolve(__dirname, '..', '..');
-const builtModule = path.join(root, 'nodes', 'nodes', 'thingsboard-provision.js');
-const catalog = JSON.parse(
-  fs.readFileSync(path.join(root, 'locales', 'en-US', 'thingsboard-provision.json'), 'utf8'),
+const nodes = packageNodes();
+// Each node type's catalog holds one top-level entry, its type: merged, every key stays distinct.
+const catalog = Object.assign(
+  {},
+  ...nodes.map(
+    (node) =>
+      JSON.parse(fs.readFileSync(catalogFile(node, 'en-US', node.shippedDir), 'utf8')) as object,
+  ),
 ) as Record<string, unknown>;
 
 /** The en-US text for a catalog key, with Node-RED's __name__ placeholders filled in. */
@@ -32,13 +37,14 @@ export function translate(key: string, params: Record<string, unknown> = {}): st
 type NodeModule = (RED: Record<string, unknown>) => void;
 
 /**
- * The package's node module as it ships (built into nodes/). The test helper's RED._ returns bare
- * keys, so messages are translated here from the shipped en-US catalog to test what users read.
+ * The package's node modules as they ship (built into nodes/), one per node type. The test
+ * helper's RED._ returns bare keys, so messages are translated here from the shipped en-US catalogs
+ * to test what users read.
  */
-export const provisionModule: NodeModule = (RED) => {
+export const packageNodeModules: NodeModule[] = nodes.map((node) => (RED) => {
   RED._ = translate;
-  (require(builtModule) as NodeModule)(RED);
-};
+  (require(node.runtime) as NodeModule)(RED);
+});
 
 /** The core mqtt nodes, for chaining tests. */
 export function coreNodeModule(relative: string): NodeModule {

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import type { Emulator } from '../../src/emulator';
-import { HOST, assertNoLeaks, resourceCounts } from '../transport-helpers';
-import type { RemoteEmulator } from '../transport-helpers';
+import { HOST, assertNoLeaks, resourceCounts } from './transport-helpers';
+import type { RemoteEmulator } from './transport-helpers';
 import { Collector, send, tempUserDir } from './flows';
 import type { Message } from './flows';
 import { helper } from './node-red';

@@ -1,19 +1,25 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
+import { catalogFile, helpFile, packageNodes } from '../../support/package-nodes';
 
-/** The message catalogs and help as shipped in the installed package (nodes/nodes/locales/). */
+/** The message catalogs and help of every node type as shipped in the installed package. */
 export class ShippedCatalog {
-  private readonly messages: Record<string, unknown>;
+  private readonly messages: Record<string, unknown> = {};
   private readonly help: string;
 
   constructor(
     packageDir: string,
     readonly lang: string,
   ) {
-    const base = path.join(packageDir, 'nodes', 'nodes', 'locales', lang, 'thingsboard-provision');
-    this.messages = JSON.parse(fs.readFileSync(`${base}.json`, 'utf8')) as Record<string, unknown>;
-    this.help = fs.readFileSync(`${base}.html`, 'utf8');
+    const nodes = packageNodes(packageDir);
+    // Each catalog holds one top-level entry, its node type: merged, every key stays distinct.
+    for (const node of nodes) {
+      const file = catalogFile(node, lang, node.shippedDir);
+      Object.assign(this.messages, JSON.parse(fs.readFileSync(file, 'utf8')) as object);
+    }
+    this.help = nodes
+      .map((node) => fs.readFileSync(helpFile(node, lang, node.shippedDir), 'utf8'))
+      .join('\n');
   }
 
   /** A catalog entry; fails when it is missing, so a dropped entry fails the test that uses it. */

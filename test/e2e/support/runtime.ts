@@ -5,6 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { packageNodes } from '../../support/package-nodes';
 
 const run = promisify(execFile);
 
@@ -19,7 +20,7 @@ const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 export async function packPackage(destination: string): Promise<string> {
   const given = process.env.TB_E2E_TARBALL;
   if (given) return path.resolve(given);
-  if (!fs.existsSync(path.join(root, 'nodes', 'nodes', 'thingsboard-provision.js'))) {
+  if (!packageNodes(root).every((node) => fs.existsSync(node.runtime))) {
     throw new Error('nodes/ is not built: run `npm run build` first');
   }
   // The build already ran; packing must not rebuild nodes/ under tests running beside it.

@@ -1,0 +1,376 @@
+/**
+ * The device connections one config node holds and every device node on it shares: an MQTT
+ * session per device (opened on first use, least recently used first out beyond the limit, closed
+ * when idle), and stateless HTTP and CoAP requests. What ThingsBoard pushes to the sessions comes
+ * out as `rpc` and `attributes` events; how the sessions fare, as `session` and `summary` events.
+ *
+ * A gateway session is another MqttSession with its own hooks (v1/gateway/* topics, inbound
+ * messages routed by their `device` field, announcements in onConnected), held beside these.
+ */
+
+import { EventEmitter } from 'node:events';
+import {
+  DEVICE_TOPICS,
+  checkMqttPublishSize,
+  deviceDataText,
+  parseAttributeUpdate,
+  parseRpcRequest,
+  rpcReplyText,
+  rpcRequestId,
+  rpcResponseTopic,
+} from '../protocol/device-data';
+import { DeviceError, invalidInput } from '../protocol/device-errors';
+import { validateDeviceName } from '../protocol/request';
+import { quotePrefix } from '../protocol/text';
+import { postOverCoap, postOverHttp } from './device-requests';
+import { accessTokenFor, checkTransport } from './login';
+import { MqttSession } from './mqtt-session';
+import { fromTransportError } from './session-errors';
+import type { MqttSessionHooks, MqttSessionSettings } from './mqtt-session';
+import type {
+  CloseReport,
+  ConnectionSummary,
+  DeviceConnectionEvents,
+  DeviceConnectionsOptions,
+  DeviceLogin,
+  DeviceSend,
+  DeviceServer,
+  SessionCloseReason,
+  SessionState,
+} from './types';
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** The device name, trimmed as the provisioner keeps it; INVALID_INPUT saying what to fix. */
+function nameOf(raw: unknown): string {
+  try {
+    return validateDeviceName(raw);
+  } catch (err) {
+    throw fromTransportError(err);
+  }
+}
+
+const DEFAULTS = {
+  protocolVersion: 4,
+  keepaliveSeconds: 60,
+  idleMs: 10 * 60_000,
+  maxSessions: 1000,
+  maxQueued: 1000,
+  window: 32,
+  connectTimeoutMs: 10_000,
+  reconnect: { initialMs: 1000, maxMs: 60_000 },
+  takeover: { initialMs: 10_000, maxMs: 5 * 60_000, shortSessionMs: 30_000 },
+} as const;
+
+export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
+  readonly server: DeviceServer;
+  private readonly settings: MqttSessionSettings;
+  private readonly idleMs: number;
+  private readonly maxSessions: number;
+  /** Open sessions, least recently used first. */
+  private readonly sessions = new Map<string, MqttSession>();
+  /** Sessions still ending: a new one for the same device waits, or the two would kick each other. */
+  private readonly ending = new Map<string, Promise<number>>();
+  private readonly requests = new Set<Promise<void>>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private summaryDue = false;
+  private closing: Promise<CloseReport> | undefined;
+
+  constructor(options: DeviceConnectionsOptions) {
+    super();
+    this.server = options.server;
+    this.idleMs = options.idleMs ?? DEFAULTS.idleMs;
+    this.maxSessions = options.maxSessions ?? DEFAULTS.maxSessions;
+    this.settings = {
+      protocolVersion: options.protocolVersion ?? DEFAULTS.protocolVersion,
+      keepaliveSeconds: options.keepaliveSeconds ?? DEFAULTS.keepaliveSeconds,
+      window: options.window ?? DEFAULTS.window,
+      maxQueued: options.maxQueued ?? DEFAULTS.maxQueued,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      reconnect: options.reconnect ?? DEFAULTS.reconnect,
+      takeover: options.takeover ?? DEFAULTS.takeover,
+      random: options.random ?? Math.random,
+    };
+  }
+
+  /**
+   * Sends one message as the device; resolves once the server accepted it (PUBACK for QoS 1,
+   * written for QoS 0, HTTP 2xx, CoAP 2.xx), rejects with a DeviceError. Invalid input is refused
+   * before anything is sent or queued.
+   */
+  send(request: DeviceSend): Promise<void> {
+    try {
+      if (this.closing !== undefined) throw this.closedError();
+      const { login, transport, message } = request;
+      const deviceName = nameOf(request.deviceName);
+      const qos = request.qos ?? 1;
+      const timeoutMs = request.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+      if (qos !== 0 && qos !== 1) throw invalidInput(`QoS must be 0 or 1, not ${String(qos)}.`);
+      if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) {
+        throw invalidInput('The timeout must be a positive number of milliseconds.');
+      }
+      checkTransport(transport, login, this.server);
+      if (message.kind === 'rpc-reply') {
+        if (transport !== 'mqtt') {
+          throw invalidInput(
+            'An RPC reply goes back over MQTT, the way device in receives RPC requests; send it ' +
+              'with transport mqtt.',
+          );
+        }
+        const topic = rpcResponseTopic(rpcRequestId(message.id));
+        return this.publish(
+          deviceName,
+          login,
+          topic,
+          rpcReplyText(message.payload),
+          qos,
+          timeoutMs,
+        );
+      }
+      const text = deviceDataText(message.kind, message.payload);
+      if (transport === 'mqtt') {
+        return this.publish(deviceName, login, DEVICE_TOPICS[message.kind], text, qos, timeoutMs);
+      }
+      const post = transport === 'http' ? postOverHttp : postOverCoap;
+      const { host, ports, tls } = this.server;
+      const target =
+        transport === 'http' && tls
+          ? { host, port: ports.http, tls }
+          : { host, port: ports[transport] };
+      const sent = post({
+        target,
+        token: accessTokenFor(transport, login),
+        kind: message.kind,
+        text,
+        timeoutMs,
+        device: quotePrefix(deviceName, 64),
+      });
+      this.requests.add(sent);
+      const forget = (): void => void this.requests.delete(sent);
+      sent.then(forget, forget);
+      return sent;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Replies to an RPC request on the device's session (or one opened with `login`). */
+  replyRpc(
+    deviceName: string,
+    id: unknown,
+    payload: unknown,
+    options: { login?: DeviceLogin; qos?: 0 | 1; timeoutMs?: number } = {},
+  ): Promise<void> {
+    const login = options.login ?? this.sessions.get(deviceName.trim())?.currentLogin;
+    if (login === undefined) {
+      return Promise.reject(
+        new DeviceError(
+          'CONNECTION_ERROR',
+          `Device ${quotePrefix(deviceName, 64)} has no open connection to carry the reply to ` +
+            'RPC request ' +
+            `${String(id)}, and no credentials were given to open one.`,
+        ),
+      );
+    }
+    return this.send({
+      deviceName,
+      login,
+      transport: 'mqtt',
+      message: { kind: 'rpc-reply', id, payload },
+      qos: options.qos,
+      timeoutMs: options.timeoutMs,
+    });
+  }
+
+  /**
+   * Opens the device's MQTT session (or hands a new login to the open one) without sending: for
+   * credentials handed over, and for `device in`. Throws INVALID_INPUT for a login MQTT cannot use.
+   */
+  open(deviceName: string, login: DeviceLogin): void {
+    if (this.closing !== undefined) throw this.closedError();
+    deviceName = nameOf(deviceName);
+    checkTransport('mqtt', login, this.server);
+    const ending = this.ending.get(deviceName);
+    if (ending === undefined || this.sessions.has(deviceName)) this.sessionFor(deviceName, login);
+    else void ending.then(() => this.closing === undefined && this.sessionFor(deviceName, login));
+  }
+
+  /** Closes the device's session once what it holds has gone out (each within its deadline). */
+  async disconnect(deviceName: string): Promise<void> {
+    deviceName = deviceName.trim();
+    const session = this.sessions.get(deviceName);
+    if (session !== undefined) await this.endSession(deviceName, session, 'disconnect', false);
+    else await this.ending.get(deviceName);
+  }
+
+  /** The state of the device's MQTT session, if one is open. */
+  sessionState(deviceName: string): SessionState | undefined {
+    return this.sessions.get(deviceName.trim())?.state;
+  }
+
+  summary(): ConnectionSummary {
+    const summary: ConnectionSummary = {
+      open: this.sessions.size,
+      connected: 0,
+      reconnecting: 0,
+      takenOver: 0,
+      unauthorized: 0,
+      queued: 0,
+    };
+    for (const session of this.sessions.values()) {
+      summary.queued += session.waitingCount;
+      if (session.state === 'connected') summary.connected++;
+      else if (session.state === 'reconnecting') summary.reconnecting++;
+      else if (session.state === 'taken-over') summary.takenOver++;
+      else if (session.state === 'unauthorized') summary.unauthorized++;
+    }
+    return summary;
+  }
+
+  /**
+   * Takes no new message; rejects the messages still waiting (counted in the report), lets those
+   * written get their acknowledgement (at most their timeout) and the HTTP and CoAP requests in
+   * flight finish, then closes every session.
+   */
+  close(): Promise<CloseReport> {
+    this.closing ??= (async () => {
+      if (this.sweeper !== undefined) clearInterval(this.sweeper);
+      this.sweeper = undefined;
+      const ends = [...this.sessions].map(([name, session]) =>
+        this.endSession(name, session, 'close', true),
+      );
+      const counts = await Promise.all(ends);
+      await Promise.all([...this.ending.values()]);
+      await Promise.allSettled([...this.requests]);
+      return { unsent: counts.reduce((sum, count) => sum + count, 0) };
+    })();
+    return this.closing;
+  }
+
+  private publish(
+    deviceName: string,
+    login: DeviceLogin,
+    topic: string,
+    text: string,
+    qos: 0 | 1,
+    timeoutMs: number,
+  ): Promise<void> {
+    checkMqttPublishSize(topic, Buffer.byteLength(text, 'utf8'), {
+      qos,
+      protocolVersion: this.settings.protocolVersion,
+    });
+    const ending = this.ending.get(deviceName);
+    if (ending !== undefined && !this.sessions.has(deviceName)) {
+      return ending.then(() => this.publish(deviceName, login, topic, text, qos, timeoutMs));
+    }
+    if (this.closing !== undefined) return Promise.reject(this.closedError());
+    return this.sessionFor(deviceName, login).send(topic, text, qos, timeoutMs);
+  }
+
+  private sessionFor(deviceName: string, login: DeviceLogin): MqttSession {
+    const open = this.sessions.get(deviceName);
+    if (open !== undefined) {
+      // Most recently used goes last.
+      this.sessions.delete(deviceName);
+      this.sessions.set(deviceName, open);
+      open.updateLogin(login);
+      return open;
+    }
+    const session = new MqttSession(
+      deviceName,
+      login,
+      this.server,
+      this.settings,
+      this.hooksFor(deviceName),
+    );
+    this.sessions.set(deviceName, session);
+    while (this.sessions.size > this.maxSessions) this.closeLeastRecentlyUsed(session);
+    this.sweeper ??= setInterval(
+      () => this.closeIdle(),
+      Math.max(10, Math.min(this.idleMs / 4, 30_000)),
+    );
+    this.sweeper.unref();
+    this.scheduleSummary();
+    return session;
+  }
+
+  private hooksFor(deviceName: string): MqttSessionHooks {
+    return {
+      subscriptions: [DEVICE_TOPICS.rpcRequests, DEVICE_TOPICS.attributes],
+      onMessage: (topic, payload) => {
+        if (topic === DEVICE_TOPICS.attributes) {
+          const data = parseAttributeUpdate(payload);
+          if (data !== undefined) this.emit('attributes', { deviceName, data });
+          return;
+        }
+        const request = parseRpcRequest(topic, payload);
+        if (request !== undefined) this.emit('rpc', { deviceName, ...request });
+      },
+      onState: (change) => {
+        this.emit('session', { deviceName, ...change });
+        this.scheduleSummary();
+      },
+    };
+  }
+
+  /** The least recently used idle session goes first; only when all are busy, the oldest. */
+  private closeLeastRecentlyUsed(keep: MqttSession): void {
+    let victim: [string, MqttSession] | undefined;
+    for (const entry of this.sessions) {
+      if (entry[1] === keep) continue;
+      victim ??= entry;
+      if (!entry[1].busy) {
+        victim = entry;
+        break;
+      }
+    }
+    if (victim !== undefined) void this.endSession(victim[0], victim[1], 'limit', true);
+  }
+
+  private closeIdle(): void {
+    const now = Date.now();
+    for (const [name, session] of this.sessions) {
+      if (!session.busy && now - session.lastActivity >= this.idleMs) {
+        void this.endSession(name, session, 'idle', false);
+      }
+    }
+  }
+
+  private endSession(
+    name: string,
+    session: MqttSession,
+    reason: SessionCloseReason,
+    rejectWaiting: boolean,
+  ): Promise<number> {
+    if (this.sessions.get(name) === session) this.sessions.delete(name);
+    if (this.sessions.size === 0 && this.sweeper !== undefined) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+    const ended = session.end(reason, rejectWaiting);
+    this.ending.set(name, ended);
+    const forget = (): void => {
+      if (this.ending.get(name) === ended) this.ending.delete(name);
+      this.scheduleSummary();
+    };
+    ended.then(forget, forget);
+    return ended;
+  }
+
+  /** One summary per turn of the event loop, however many sessions changed in it. */
+  private scheduleSummary(): void {
+    if (this.summaryDue) return;
+    this.summaryDue = true;
+    setImmediate(() => {
+      this.summaryDue = false;
+      this.emit('summary', this.summary());
+    });
+  }
+
+  private closedError(): DeviceError {
+    return new DeviceError(
+      'CONNECTION_ERROR',
+      'The device connections are closing (redeploy or shutdown); nothing more is sent.',
+    );
+  }
+}

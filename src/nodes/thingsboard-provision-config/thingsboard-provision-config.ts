@@ -1,0 +1,142 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { ProvisionError } from '../../protocol/errors';
+import { orList } from '../../protocol/text';
+import {
+  STORE_BACKENDS,
+  SharedStore,
+  defaultStorePath,
+  isStoreBackend,
+  openStore,
+} from '../../store';
+import { TRANSPORTS, TRANSPORT_NAMES } from '../../transports/types';
+import type { TlsOptions, TransportName, TransportTarget } from '../../transports/types';
+import type { ProvisionConfigNode, ProvisionKeys } from '../shared/server-config';
+
+const CONFIG_TYPE = 'thingsboard-provision-config';
+
+/** The property holding a transport's port: mqttPort, httpPort, coapPort. */
+type PortProperty = `${TransportName}Port`;
+
+interface ConfigDef extends NodeDef, Partial<Record<PortProperty, string | number>> {
+  host?: string;
+  usetls?: boolean;
+  tls?: string;
+  /** The credential store backend; `file` when absent. */
+  store?: string;
+}
+
+/** The core tls-config node, as far as we use it. */
+interface TlsConfigNode extends Node {
+  verifyservercert?: boolean;
+  addTLSOptions(options: Record<string, unknown>): Record<string, unknown>;
+}
+
+function parsePort(value: unknown, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const port = Number(value);
+  return Number.isInteger(port) && port > 0 && port < 65536 ? port : NaN;
+}
+
+/** Node-RED entry point: registers the ThingsBoard server configuration node. */
+export = function registerConfigNode(RED: NodeAPI): void {
+  function ThingsboardProvisionConfig(this: ProvisionConfigNode, def: ConfigDef): void {
+    RED.nodes.createNode(this, def);
+    const node: ProvisionConfigNode = this; // eslint-disable-line @typescript-eslint/no-this-alias
+    node.host = (def.host ?? '').trim();
+    node.usetls = def.usetls === true;
+    node.ports = Object.fromEntries(
+      TRANSPORT_NAMES.map((name) => [
+        name,
+        parsePort(def[`${name}Port`], TRANSPORTS[name].defaultPort),
+      ]),
+    ) as Record<TransportName, number>;
+    let warnedVerifyOff = false;
+    // Built once per transport: the same TLS object lets the transports reuse what they derived.
+    const targets = new Map<TransportName, TransportTarget>();
+
+    node.target = (transport) => {
+      let target = targets.get(transport);
+      if (target === undefined) {
+        target = buildTarget(transport);
+        targets.set(transport, target);
+      }
+      return target;
+    };
+
+    const buildTarget = (transport: TransportName): TransportTarget => {
+      if (!node.host) {
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          RED._('thingsboard-provision-config.errors.noHost'),
+        );
+      }
+      const port = node.ports[transport];
+      if (Number.isNaN(port)) {
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          RED._('thingsboard-provision-config.errors.badPort', { transport }),
+        );
+      }
+      if (!node.usetls) return { host: node.host, port };
+      if (!TRANSPORTS[transport].tls) {
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          RED._('thingsboard-provision-config.errors.coapTls'),
+        );
+      }
+      const tls: TlsOptions = { rejectUnauthorized: true };
+      const tlsNode = def.tls ? (RED.nodes.getNode(def.tls) as TlsConfigNode | null) : null;
+      if (tlsNode) {
+        const options = tlsNode.addTLSOptions({});
+        const alpn = options.ALPNProtocols as string[] | undefined;
+        const material: Partial<TlsOptions> = {
+          ca: options.ca as TlsOptions['ca'],
+          cert: options.cert as TlsOptions['cert'],
+          key: options.key as TlsOptions['key'],
+          passphrase: options.passphrase as string | undefined,
+          servername: options.servername as string | undefined,
+          alpnProtocol: alpn?.[0],
+        };
+        for (const [name, value] of Object.entries(material)) {
+          if (value !== undefined) Object.assign(tls, { [name]: value });
+        }
+        tls.rejectUnauthorized = options.rejectUnauthorized !== false;
+      }
+      if (tls.rejectUnauthorized === false && !warnedVerifyOff) {
+        warnedVerifyOff = true;
+        node.warn(RED._('thingsboard-provision-config.warn.verifyOff', { host: node.host }));
+      }
+      return { host: node.host, port, tls };
+    };
+
+    const store = new SharedStore((onWarning) => {
+      const backend = def.store || 'file';
+      if (!isStoreBackend(backend)) {
+        throw new Error(
+          `Unknown credential store ${JSON.stringify(backend)}: use ${orList(STORE_BACKENDS)}.`,
+        );
+      }
+      const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
+      return openStore(backend, { filePath: defaultStorePath(userDir), onWarning });
+    });
+    node.useStore = (onWarning) => store.lease(onWarning);
+    node.on('close', (_removed: boolean, done: () => void) => {
+      void store.close().then(done);
+    });
+  }
+
+  RED.nodes.registerType<ProvisionConfigNode, ConfigDef, object, ProvisionKeys>(
+    CONFIG_TYPE,
+    ThingsboardProvisionConfig,
+    {
+      credentials: {
+        provisionDeviceKey: { type: 'text' },
+        provisionDeviceSecret: { type: 'password' },
+      },
+      // The editor builds its port defaults and transport choices from this.
+      settings: { thingsboardProvisionConfigTransports: { value: TRANSPORTS, exportable: true } },
+    },
+  );
+};

@@ -1,0 +1,259 @@
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
+import { ProvisionError } from '../../protocol/errors';
+import { MAX_DEVICE_NAME_LENGTH } from '../../protocol/request';
+import { findBadCharacter, quotePrefix } from '../../protocol/text';
+import { CREDENTIALS_MODES, isCredentialsMode } from '../../protocol/types';
+import { CredentialsNotSavedError, Provisioner, isCancelledError } from '../../provisioner';
+import type { ProvisionResult } from '../../provisioner/types';
+import type { StoreLease } from '../../store';
+import {
+  closeCoapLinks,
+  closeHttpAgents,
+  forgetTlsSessions,
+  verifyDeviceCredentials,
+} from '../../transports';
+import { TRANSPORTS, isTransportName } from '../../transports/types';
+import { outputFields } from '../shared/message';
+import type { ProvisionConfigNode } from '../shared/server-config';
+import { StatusReporter } from '../shared/status';
+
+const PROVISION_TYPE = 'thingsboard-provision';
+
+interface ProvisionDef extends NodeDef {
+  config?: string;
+  transport?: string;
+  deviceName?: string;
+  deviceNameType?: string;
+  credentialsType?: string;
+  gateway?: boolean;
+  timeout?: string | number;
+  retries?: string | number;
+  concurrency?: string | number;
+  persist?: boolean;
+  mqttConnect?: boolean;
+}
+
+type ProvisionMessage = NodeMessageInFlow & {
+  credentials?: unknown;
+  reprovision?: unknown;
+  gateway?: unknown;
+  [key: string]: unknown;
+};
+
+/** Provision nodes alive in this process; the shared HTTP agents close with the last one. */
+let liveNodes = 0;
+
+function numberSetting(value: unknown, fallback: number, min: number): number {
+  const n = Number(value);
+  return value === undefined || value === '' || !Number.isFinite(n) ? fallback : Math.max(min, n);
+}
+
+/** The device name for an error text: as given when clean, else quoted, escaped and cut short. */
+function nameForText(name: string): string {
+  const clean = name.length <= MAX_DEVICE_NAME_LENGTH && findBadCharacter(name) === undefined;
+  return clean ? name : quotePrefix(name, 64);
+}
+
+function evaluateProperty(
+  RED: NodeAPI,
+  node: Node,
+  value: string,
+  type: string,
+  msg: ProvisionMessage,
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    RED.util.evaluateNodeProperty(value, type, node, msg, (err: Error | null, result: unknown) =>
+      err ? reject(err) : resolve(result),
+    );
+  });
+}
+
+/** Node-RED entry point: registers the provision node. */
+export = function registerProvisionNode(RED: NodeAPI): void {
+  const t = (key: string, params?: Record<string, string | number>): string =>
+    RED._(`thingsboard-provision.${key}`, params);
+
+  function ThingsboardProvision(this: Node, def: ProvisionDef): void {
+    RED.nodes.createNode(this, def);
+    const node: Node = this; // eslint-disable-line @typescript-eslint/no-this-alias
+    liveNodes++;
+
+    const server = def.config
+      ? (RED.nodes.getNode(def.config) as ProvisionConfigNode | null)
+      : null;
+    const transport = isTransportName(def.transport) ? def.transport : 'mqtt';
+    const credentialsMode = isCredentialsMode(def.credentialsType) ? def.credentialsType : 'server';
+    const timeoutMs = numberSetting(def.timeout, 10, 0.1) * 1000;
+    const retries = Math.floor(numberSetting(def.retries, 2, 0));
+    const concurrency = Math.floor(numberSetting(def.concurrency, 8, 1));
+    const persist = def.persist !== false;
+    const mqttConnect = def.mqttConnect === true;
+
+    const status = new StatusReporter(
+      (s) => node.status(s),
+      (activity) => ({
+        fill: 'blue',
+        shape: 'ring',
+        text: t('status.provisioning', { ...activity }),
+      }),
+    );
+
+    let lease: StoreLease | undefined;
+    if (persist && server) {
+      try {
+        lease = server.useStore((_english, warning) =>
+          node.warn(
+            warning.kind === 'damaged'
+              ? t('warn.storeDamaged', { movedTo: warning.movedTo })
+              : t('warn.storeError', { error: warning.error }),
+          ),
+        );
+      } catch (err) {
+        node.error((err as Error).message);
+      }
+    }
+    const provisioner = new Provisioner({
+      concurrency,
+      store: lease?.store,
+      onActivity: (activity) => status.setActivity(activity),
+      // Only an MQTT login can check MQTT basic credentials, whatever transport provisioned them.
+      verifyCredentials: (via, target, answer, options) =>
+        answer.credentialsType === 'MQTT_BASIC' && via !== 'mqtt' && server
+          ? verifyDeviceCredentials('mqtt', server.target('mqtt'), answer, options)
+          : verifyDeviceCredentials(via, target, answer, options),
+    });
+
+    const serverInfo = () => ({
+      host: server?.host ?? '',
+      mqttPort: server?.ports.mqtt ?? TRANSPORTS.mqtt.defaultPort,
+      usetls: server?.usetls ?? false,
+    });
+
+    if (!server) {
+      node.status({ fill: 'red', shape: 'ring', text: t('status.noConfig') });
+    }
+
+    /** Provisions for one message; `seen` keeps the device name for the failure report. */
+    async function provision(
+      msg: ProvisionMessage,
+      seen: { deviceName?: unknown },
+    ): Promise<ProvisionResult> {
+      if (!server) throw new ProvisionError('INVALID_INPUT', t('errors.noConfig'));
+      let deviceName: unknown;
+      try {
+        deviceName = seen.deviceName = await evaluateProperty(
+          RED,
+          node,
+          def.deviceName ?? 'deviceName',
+          def.deviceNameType ?? 'msg',
+          msg,
+        );
+      } catch (err) {
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          t('errors.deviceName', { error: (err as Error).message }),
+        );
+      }
+      if (msg.gateway !== undefined && typeof msg.gateway !== 'boolean') {
+        throw new ProvisionError('INVALID_INPUT', t('errors.badOverride'));
+      }
+      const keys = server.credentials ?? {};
+      if (!keys.provisionDeviceKey || !keys.provisionDeviceSecret) {
+        throw new ProvisionError(
+          'INVALID_INPUT',
+          t('errors.noKeys', { server: server.name || server.host }),
+        );
+      }
+      return provisioner.provision({
+        transport,
+        target: server.target(transport),
+        provisionDeviceKey: keys.provisionDeviceKey,
+        provisionDeviceSecret: keys.provisionDeviceSecret,
+        deviceName,
+        credentialsMode,
+        credentials: msg.credentials,
+        gateway: typeof msg.gateway === 'boolean' ? msg.gateway : def.gateway === true,
+        timeoutMs,
+        retries,
+        persist,
+        reprovision: msg.reprovision === true,
+      });
+    }
+
+    node.on('input', (msg, send, done) => {
+      const message = msg as ProvisionMessage;
+      const seen: { deviceName?: unknown } = {};
+      provision(message, seen).then(
+        (result) => {
+          Object.assign(message, outputFields(result, serverInfo(), transport, mqttConnect));
+          // Translated only if shown: at most one status per 100 ms reaches the editor.
+          status.setResult(() => ({
+            fill: result.cached ? 'yellow' : 'green',
+            shape: 'dot',
+            text: t(result.cached ? 'status.cached' : 'status.provisioned', {
+              device: result.deviceName,
+            }),
+          }));
+          send(message);
+          done();
+        },
+        (err: unknown) => {
+          const failure =
+            err instanceof ProvisionError
+              ? err
+              : new ProvisionError('PROTOCOL_ERROR', String((err as Error)?.message ?? err));
+          const deviceName =
+            typeof seen.deviceName === 'string' ? seen.deviceName.trim() : undefined;
+          message.payload = { status: failure.status, errorMsg: failure.message, deviceName };
+          if (err instanceof CredentialsNotSavedError) {
+            // The server will not issue these again: hand them to the Catch node, not to oblivion.
+            const saved = outputFields(err.result, serverInfo(), transport, false);
+            message.payload = { ...saved.payload, ...(message.payload as object), deviceName };
+          }
+          const detail = isCancelledError(err) ? t('errors.closing') : failure.message;
+          status.setResult(() => ({
+            fill: 'red',
+            shape: 'ring',
+            text: t('status.failed', { status: failure.status }),
+          }));
+          // Without a name the sentence leaves it out rather than showing a placeholder.
+          const report = new Error(
+            deviceName
+              ? t('errors.failed', {
+                  device: nameForText(deviceName),
+                  status: failure.status,
+                  detail,
+                })
+              : t('errors.failedNoName', { status: failure.status, detail }),
+          );
+          done(report);
+        },
+      );
+    });
+
+    node.on('close', (_removed: boolean, done: () => void) => {
+      status.close();
+      provisioner
+        .close()
+        .catch(() => undefined)
+        .then(() => lease?.release())
+        .catch(() => undefined)
+        .then(async () => {
+          if (--liveNodes === 0) {
+            closeHttpAgents();
+            forgetTlsSessions();
+            await closeCoapLinks();
+          }
+        })
+        .catch(() => undefined)
+        .then(() => done());
+    });
+  }
+
+  RED.nodes.registerType(PROVISION_TYPE, ThingsboardProvision, {
+    // The editor builds its credentials choices from this.
+    settings: {
+      thingsboardProvisionCredentialsModes: { value: CREDENTIALS_MODES, exportable: true },
+    },
+  });
+};
