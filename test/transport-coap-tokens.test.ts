@@ -5,7 +5,13 @@
 import * as assert from 'node:assert/strict';
 import * as coapPacket from 'coap-packet';
 import { getTransport } from '../src/transports';
-import { HOST, allowRequest, deadlineIn, rawUdpServer, watchForLeaks } from './transport-helpers';
+import {
+  HOST,
+  allowRequest,
+  deadlineIn,
+  rawUdpServer,
+  watchForLeaks,
+} from './support/transport-helpers';
 
 const ANSWER =
   '{"credentialsValue":"raw-token","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}';
