@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { ProvisionError } from '../../protocol/errors';
+import { ProvisionError, errorText } from '../../protocol/errors';
 import { MAX_DEVICE_NAME_LENGTH } from '../../protocol/request';
 import { findBadCharacter, quotePrefix } from '../../protocol/text';
 import { CREDENTIALS_MODES, isCredentialsMode } from '../../protocol/types';
@@ -42,6 +42,18 @@ type ProvisionMessage = NodeMessageInFlow & {
 
 /** Provision nodes alive in this process; the shared HTTP agents close with the last one. */
 let liveNodes = 0;
+
+/** Node-RED's default for how long a node may take to close. */
+const NODE_CLOSE_TIMEOUT_MS = 15_000;
+
+/**
+ * How long requests already sent may go on after close: most of Node-RED's close timeout, the
+ * rest left for keeping their answers and releasing the store.
+ */
+function closeGraceMs(nodeCloseTimeout: unknown): number {
+  const limit = Number(nodeCloseTimeout) > 0 ? Number(nodeCloseTimeout) : NODE_CLOSE_TIMEOUT_MS;
+  return Math.max(0, limit - Math.min(3000, limit / 3));
+}
 
 function numberSetting(value: unknown, fallback: number, min: number): number {
   const n = Number(value);
@@ -105,7 +117,9 @@ export = function registerProvisionNode(RED: NodeAPI): void {
           node.warn(
             warning.kind === 'damaged'
               ? t('warn.storeDamaged', { movedTo: warning.movedTo })
-              : t('warn.storeError', { error: warning.error }),
+              : warning.kind === 'unavailable'
+                ? t('warn.storeUnavailable', { error: warning.error })
+                : t('warn.storeError', { error: warning.error }),
           ),
         );
       } catch (err) {
@@ -204,13 +218,22 @@ export = function registerProvisionNode(RED: NodeAPI): void {
               : new ProvisionError('PROTOCOL_ERROR', String((err as Error)?.message ?? err));
           const deviceName =
             typeof seen.deviceName === 'string' ? seen.deviceName.trim() : undefined;
+          let detail = isCancelledError(err) ? t('errors.closing') : failure.message;
           message.payload = { status: failure.status, errorMsg: failure.message, deviceName };
           if (err instanceof CredentialsNotSavedError) {
             // The server will not issue these again: hand them to the Catch node, not to oblivion.
+            detail = t('errors.notSaved', {
+              error: `${err.storeName}: ${errorText(err.cause)}`,
+            });
             const saved = outputFields(err.result, serverInfo(), transport, false);
-            message.payload = { ...saved.payload, ...(message.payload as object), deviceName };
+            message.payload = {
+              ...saved.payload,
+              status: failure.status,
+              errorMsg: detail,
+              deviceName,
+              credentialsNotSaved: true,
+            };
           }
-          const detail = isCancelledError(err) ? t('errors.closing') : failure.message;
           status.setResult(() => ({
             fill: 'red',
             shape: 'ring',
@@ -233,8 +256,9 @@ export = function registerProvisionNode(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       status.close();
+      // Requests already at the server finish, and their answers are kept: no device orphaned.
       provisioner
-        .close()
+        .close(closeGraceMs((RED.settings as { nodeCloseTimeout?: unknown }).nodeCloseTimeout))
         .catch(() => undefined)
         .then(() => lease?.release())
         .catch(() => undefined)
