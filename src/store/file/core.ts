@@ -19,7 +19,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorText } from '../../protocol/errors';
 import { isStoredEntry, keyOf } from '../entry';
-import { StoreUnavailableError, isStoreUnavailable } from '../errors';
+import { isStoreUnavailable, type StoreUnavailableError } from '../errors';
 import type { DeviceKey, StoreWarning, StoreWarningListener, StoredEntry } from '../types';
 import {
   appendDurably,
@@ -30,7 +30,8 @@ import {
 } from './durable-file';
 import { journalHeader, journalLines, journalName, serializeSnapshot } from './format';
 import { loadFiles, type LoadedFiles } from './load';
-import { takeStoreLock, type StoreLock } from './lock';
+import type { StoreLock } from './lock';
+import { lockFolder, notWritable, openFolder } from './open';
 
 /** Fold the journals into the snapshot once they hold more bytes than it, and at least this much. */
 export const MIN_COMPACTION_BYTES = 64 * 1024;
@@ -212,21 +213,16 @@ export class FileStoreCore {
 
   private async load(): Promise<void> {
     try {
-      // Nothing to read without the folder; it is made, and locked, by the first write.
-      if (await isFolder(this.dir)) await this.takeLock();
-      this.apply(await this.readFiles());
-      this.loadedUnderLock = this.lock !== undefined;
+      const { lock, files } = await openFolder(this.filePath, (m, w) => this.warn(m, w));
+      this.lock = lock;
+      this.apply(files);
+      this.loadedUnderLock = lock !== undefined;
       this.loaded = true;
     } catch (err) {
       this.loadFailed = true;
-      await this.unlock();
       if (isStoreUnavailable(err)) this.reportUnavailable(err);
       throw err;
     }
-  }
-
-  private readFiles(): Promise<LoadedFiles> {
-    return loadFiles(this.filePath, (message, warning) => this.warn(message, warning));
   }
 
   private apply(files: LoadedFiles): void {
@@ -236,15 +232,6 @@ export class FileStoreCore {
     this.journals = files.journals;
     this.nextJournal = files.nextJournal;
     this.directoryExists = files.directoryExists;
-  }
-
-  private async takeLock(): Promise<void> {
-    try {
-      this.lock = await takeStoreLock(`${this.filePath}.lock`, this.dir);
-    } catch (err) {
-      if (isStoreUnavailable(err)) throw err;
-      throw this.notWritable(err);
-    }
   }
 
   /** A commit of what is unwritten, if anything: a new journal's header at least. */
@@ -257,19 +244,10 @@ export class FileStoreCore {
       });
       return true;
     } catch (err) {
-      const refusal = isStoreUnavailable(err) ? err : this.notWritable(err);
+      const refusal = isStoreUnavailable(err) ? err : notWritable(this.filePath, err);
       this.reportUnavailable(refusal);
       throw refusal;
     }
-  }
-
-  private notWritable(err: unknown): StoreUnavailableError {
-    return new StoreUnavailableError(
-      'notWritable',
-      `The credentials file ${this.filePath} cannot be written: ${errorText(err)}. Free space ` +
-        'on its disk, or give the user Node-RED runs as the right to write in its folder.',
-      { cause: err },
-    );
   }
 
   private reportUnavailable(err: StoreUnavailableError): void {
@@ -321,7 +299,8 @@ export class FileStoreCore {
   /** Group commit: everything put since the last write goes into one append. */
   private async commitBatch(): Promise<void> {
     const waiters = this.waiters;
-    const batch = new Map([...this.unwritten, ...this.dirty]);
+    const batch =
+      this.unwritten.size === 0 ? this.dirty : new Map([...this.unwritten, ...this.dirty]);
     this.waiters = [];
     this.dirty = new Map();
     this.unwritten = new Map();
@@ -403,10 +382,10 @@ export class FileStoreCore {
   private async prepareToWrite(): Promise<void> {
     await this.ensureDirectory();
     if (this.lock) return;
-    await this.takeLock();
+    this.lock = await lockFolder(this.filePath);
     if (this.loadedUnderLock) return;
     // Another process may have written here since: its entries come before ours.
-    const files = await this.readFiles();
+    const files = await loadFiles(this.filePath, (m, w) => this.warn(m, w));
     const ours = this.durable;
     this.apply(files);
     for (const [key, line] of ours) this.durable.set(key, line);
@@ -419,15 +398,5 @@ export class FileStoreCore {
     // A new folder's own name must be durable in its parent too.
     if (created !== undefined) await syncFolder(path.dirname(this.dir));
     this.directoryExists = true;
-  }
-}
-
-async function isFolder(dir: string): Promise<boolean> {
-  try {
-    return (await fs.stat(dir)).isDirectory();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    throw err;
   }
 }
