@@ -280,6 +280,8 @@ export class Provisioner {
       credentials,
       gateway: prepared.job.gateway === true,
     });
+    // Closing began while this flight checked the store or made its key: not sent, so dropped.
+    if (this.draining.signal.aborted) throw new ProvisionCancelledError();
     try {
       const { answer, recovered } = await this.send(prepared, request, credentials, signal);
       return resultOf(prepared, answer, generated, recovered);
