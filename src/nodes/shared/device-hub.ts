@@ -22,6 +22,7 @@ import { Provisioner } from '../../provisioner';
 import { deviceKey } from '../../store';
 import type { CredentialStore, StoreLease, StoreWarningListener, StoredEntry } from '../../store';
 import type { TransportName, TransportTarget } from '../../transports/types';
+import { useTransports } from './transport-users';
 
 type DevicesModule = typeof import('../../devices');
 let devicesModule: DevicesModule | undefined;
@@ -73,6 +74,7 @@ const FIRST_USE = { retries: 2, concurrency: 8 };
 
 export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
   private connectionsMade: DeviceConnections | undefined;
+  private releaseTransports: (() => Promise<void>) | undefined;
   private provisioner: Provisioner | undefined;
   private storeLease: StoreLease | undefined;
   private storeReady: Promise<void> | undefined;
@@ -122,6 +124,7 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
       );
     }
     const made = new (devices().DeviceConnections)({ server: this.deviceServer() });
+    this.releaseTransports ??= useTransports();
     made.on('rpc', (request) => this.emit('rpc', request));
     made.on('attributes', (update) => this.emit('attributes', update));
     made.on('session', (change) => this.emit('session', change));
@@ -215,6 +218,7 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
       if (entry !== undefined) return this.remember(deviceName, entry.answer, entry.generated);
       if (!request.provision) return undefined;
     }
+    this.releaseTransports ??= useTransports();
     this.provisioner ??= new Provisioner({ concurrency: FIRST_USE.concurrency, store });
     // Provisioning checks the key and secret and says what is missing.
     const result = await this.provisioner.provision({
@@ -311,6 +315,7 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
       const report = await this.connectionsMade?.close().catch(() => undefined);
       if (report !== undefined && report.unsent > 0) this.options.onUnsent(report.unsent);
       await this.provisioner?.close().catch(() => undefined);
+      await this.releaseTransports?.();
       this.storeLease?.release();
       this.logins.clear();
       resolve();

@@ -5,17 +5,13 @@ import { CredentialsNotSavedError, Provisioner, isCancelledError } from '../../p
 import type { ProvisionResult } from '../../provisioner/types';
 import { deviceKey } from '../../store';
 import type { StoreLease } from '../../store';
-import {
-  closeCoapLinks,
-  closeHttpAgents,
-  forgetTlsSessions,
-  verifyDeviceCredentials,
-} from '../../transports';
+import { verifyDeviceCredentials } from '../../transports';
 import { TRANSPORTS, isTransportName } from '../../transports/types';
 import { outputFields } from '../shared/message';
 import { failWithText, nameForText, numberSetting } from '../shared/node-input';
 import type { ProvisionConfigNode } from '../shared/server-config';
 import { StatusReporter } from '../shared/status';
+import { useTransports } from '../shared/transport-users';
 
 const PROVISION_TYPE = 'thingsboard-provision';
 
@@ -40,9 +36,6 @@ type ProvisionMessage = NodeMessageInFlow & {
   [key: string]: unknown;
 };
 
-/** Provision nodes alive in this process; the shared HTTP agents close with the last one. */
-let liveNodes = 0;
-
 function evaluateProperty(
   RED: NodeAPI,
   node: Node,
@@ -65,7 +58,7 @@ export = function registerProvisionNode(RED: NodeAPI): void {
   function ThingsboardProvision(this: Node, def: ProvisionDef): void {
     RED.nodes.createNode(this, def);
     const node: Node = this; // eslint-disable-line @typescript-eslint/no-this-alias
-    liveNodes++;
+    const releaseTransports = useTransports();
 
     const server = def.config
       ? (RED.nodes.getNode(def.config) as ProvisionConfigNode | null)
@@ -248,13 +241,7 @@ export = function registerProvisionNode(RED: NodeAPI): void {
         .catch(() => undefined)
         .then(() => lease?.release())
         .catch(() => undefined)
-        .then(async () => {
-          if (--liveNodes === 0) {
-            closeHttpAgents();
-            forgetTlsSessions();
-            await closeCoapLinks();
-          }
-        })
+        .then(releaseTransports)
         .catch(() => undefined)
         .then(() => done());
     });
