@@ -9,7 +9,14 @@ import type { Emulator } from '../src/emulator';
 import type { TransportName } from '../src/transports/types';
 import { TRANSPORTS, delay } from './support/common';
 import { tcpProxy } from './support/devices';
-import { collectors, deviceFlow, send, telemetryOf, until } from './support/device-flows';
+import {
+  collectors,
+  deviceFlow,
+  send,
+  statusesOf,
+  telemetryOf,
+  until,
+} from './support/device-flows';
 import type { DeviceFlowOptions } from './support/device-flows';
 import { SECRET, keys, loadFlow, startEmulator, tearDown, tempUserDir } from './support/flows';
 import type { Message } from './support/flows';
@@ -94,6 +101,7 @@ describe('device out: faults on the way', function () {
     describe(`over ${transport}`, function () {
       it('a link cut mid-stream: each message ends in an output or a Catch, every output recorded', async function () {
         await linkedFlow(transport);
+        const statuses = statusesOf('dev');
         const { out, caught } = collectors();
         const device = `cut-${transport}`;
         await handOver(device, out);
@@ -119,6 +127,12 @@ describe('device out: faults on the way', function () {
             numbersOf(outputs).sort((a, b) => a - b),
             [...Array(200).keys()],
           );
+          assert.ok(
+            statuses.some((s) => s.fill === 'yellow' && s.text === 'reconnecting: 1 of 1'),
+            'a yellow ring while reconnecting',
+          );
+          await until('back to green', () => statuses.at(-1)?.fill === 'green');
+          assert.deepEqual(statuses.at(-1), { fill: 'green', shape: 'dot', text: '1 connected' });
         }
       });
 

@@ -7,7 +7,15 @@
 import assert from 'node:assert/strict';
 import { Emulator } from '../src/emulator';
 import { TRANSPORTS } from './support/common';
-import { addDevice, collectors, deviceFlow, send, telemetryOf } from './support/device-flows';
+import {
+  addDevice,
+  collectors,
+  deviceFlow,
+  send,
+  statusesOf,
+  telemetryOf,
+  until,
+} from './support/device-flows';
 import { PROFILE, keys, loadFlow, startEmulator, tearDown, tempUserDir } from './support/flows';
 import type { Message } from './support/flows';
 import { helper } from './support/node-red';
@@ -119,9 +127,15 @@ describe('thingsboard-device-out', function () {
           keys(),
           userDir,
         );
+        const statuses = statusesOf('dev');
         const { out, caught } = collectors();
         send({ deviceName: 'unknown-device', payload: { t: 1 } });
         const [msg] = await caught.waitFor(1);
+        await until('a red ring', () =>
+          statuses.some(
+            (s) => s.fill === 'red' && s.shape === 'ring' && s.text === 'NOT_PROVISIONED',
+          ),
+        );
         assert.deepEqual(msg.payload, { t: 1 });
         const fields = fieldsOf(msg);
         assert.equal(fields.status, 'NOT_PROVISIONED');
