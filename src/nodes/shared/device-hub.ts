@@ -96,10 +96,6 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
     this.setMaxListeners(0);
   }
 
-  get closing(): boolean {
-    return this.closed !== undefined;
-  }
-
   lease(): DeviceHubLease {
     this.leases++;
     let released = false;
