@@ -22,6 +22,7 @@ import {
 import type { ProvisionAnswer } from '../protocol';
 import { answerTooLargeError, connectionFailure, describeEndpoint, runExchange } from './exchange';
 import type { Endpoint, ExchangeControl } from './exchange';
+import { nextMessageId, randomToken } from './coap-ids';
 import type { Transport, TransportOptions, TransportTarget } from './types';
 
 export const PROVISION_PATH = '/api/v1/provision';
@@ -114,27 +115,12 @@ const LINK_IDLE_MS = 1000;
 
 const links = new Map<string, CoapLink>();
 
-/**
- * The last CoAP message id sent, across every link of this process. A server drops a request
- * whose (address, port, message id) it saw in the last 247 s as a retransmission, so a new link
- * that got a recently used port must not repeat a run of ids: one counter for all links never
- * repeats an id before 65 536 requests.
- */
-let lastMessageId = Math.floor(Math.random() * 0x10000);
-
-function nextMessageId(): number {
-  lastMessageId = (lastMessageId + 1) & 0xffff;
-  return lastMessageId;
-}
-
-/** Tokens: 4 bytes from one counter with a random start, unique among the exchanges in flight. */
-let lastToken = Math.floor(Math.random() * 0x100000000);
-
-function nextToken(): Buffer {
-  lastToken = (lastToken + 1) >>> 0;
-  const token = Buffer.allocUnsafe(4);
-  token.writeUInt32BE(lastToken);
-  return token;
+/** A random token no exchange in flight on this link uses. */
+function nextToken(link: CoapLink): Buffer {
+  for (;;) {
+    const token = randomToken();
+    if (!link.byToken.has(token.toString('hex'))) return token;
+  }
 }
 
 function openLink(key: string, address: string, family: 4 | 6, port: number): CoapLink {
@@ -253,7 +239,7 @@ async function sendCoap<T>(
   if (x.settled) return;
   const key = `${address}|${target.port}`;
   const link = links.get(key) ?? openLink(key, address, family, target.port);
-  const token = nextToken();
+  const token = nextToken(link);
   const tokenKey = token.toString('hex');
   const options: NamedOption[] = call.path.map((segment) => ({
     name: 'Uri-Path',

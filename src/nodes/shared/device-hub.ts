@@ -277,6 +277,8 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
     try {
       await this.storeReady;
     } catch (err) {
+      // Asked again next time: a lock let go, or a file replaced, may let it load.
+      this.storeReady = undefined;
       throw new DeviceError(
         'NOT_PROVISIONED',
         `${capitalised(store.describe())} could not be read: ${errorText(err)}`,
