@@ -26,7 +26,7 @@ import { postOverCoap, postOverHttp } from './device-requests';
 import { accessTokenFor, checkTransport } from './login';
 import { MqttSession } from './mqtt-session';
 import { fromTransportError } from './session-errors';
-import type { MqttSessionHooks, MqttSessionSettings } from './mqtt-session';
+import type { MqttSessionHooks, MqttSessionSettings } from './mqtt-session-options';
 import type {
   CloseReport,
   ConnectionSummary,

@@ -2,8 +2,9 @@
 
 import { DeviceError } from '../protocol/device-errors';
 import type { ProvisionError } from '../protocol/errors';
-import { describeEndpoint, formatWait } from '../transports/exchange';
+import { connectionFailure, describeEndpoint, formatWait } from '../transports/exchange';
 import type { Endpoint } from '../transports/exchange';
+import { CREDENTIALS_REFUSED, connackReason } from '../transports/mqtt';
 import type { SessionCloseReason, SessionState } from './types';
 
 /** The server refused the device's credentials: deleted, or its credentials changed. */
@@ -182,4 +183,22 @@ export function silentServerError(
     );
   }
   return undefined;
+}
+
+/** What an mqtt.js client's error means for the session: a refusal, a silent server, a failure. */
+export function clientProblem(
+  err: Error & { code?: unknown },
+  connected: boolean,
+  endpoint: Endpoint,
+  device: string,
+): DeviceError {
+  const code = err.code;
+  if (typeof code === 'number' && !connected && CREDENTIALS_REFUSED.has(code)) {
+    return refusedError(endpoint, device, connackReason(code));
+  }
+  if (typeof code === 'number') return serverRefusedError(endpoint, device, connackReason(code));
+  return (
+    silentServerError(endpoint, device, err.message) ??
+    fromTransportError(connectionFailure(err, endpoint, false))
+  );
 }
