@@ -20,8 +20,8 @@ import type { Endpoint } from '../transports/exchange';
 import { connectTo } from '../transports/tls-options';
 import type { TransportTarget } from '../transports/types';
 import { mqttTarget, sameLogin } from './login';
-import { backoffWait, clientOptions } from './mqtt-session-options';
-import type { MqttSessionHooks, MqttSessionSettings } from './mqtt-session-options';
+import { backoffWait, clientOptions } from './settings';
+import type { MqttSessionHooks, MqttSessionSettings } from './settings';
 import { OutgoingQueue } from './outgoing-queue';
 import type { Announcement, ComposedPayload, Outgoing } from './outgoing-queue';
 import {
@@ -165,7 +165,7 @@ export class MqttSession {
    */
   refuse(problem: DeviceError): void {
     const client = this.client;
-    if (client === undefined || this.ending !== undefined) return;
+    if (client === undefined) return;
     this.client = undefined;
     void this.endClient(client);
     this.giveUp(problem);

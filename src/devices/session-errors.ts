@@ -202,3 +202,22 @@ export function clientProblem(
     fromTransportError(connectionFailure(err, endpoint, false))
   );
 }
+
+/**
+ * The server never acknowledged a gateway's announcement: ThingsBoard ignores v1/gateway/* from a
+ * device without the gateway flag (read at CONNECT), and before 3.8 provisioning ignored it.
+ */
+export function notGatewayError(
+  endpoint: Endpoint,
+  gateway: string,
+  waitedMs: number,
+): DeviceError {
+  return new DeviceError(
+    'UNAUTHORIZED',
+    `Device ${gateway} is not a gateway at ${describeEndpoint(endpoint)}: ThingsBoard gave no ` +
+      `answer within ${formatWait(waitedMs)} to its announcement of a device on ` +
+      'v1/gateway/connect, which it does for a device without the gateway flag (servers before ' +
+      '3.8 also provision a plain device when asked for a gateway). Tick "Is gateway" on the ' +
+      'device in ThingsBoard, then redeploy; until then nothing is sent through it.',
+  );
+}

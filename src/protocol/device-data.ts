@@ -7,6 +7,7 @@
  */
 
 import { invalidInput, isDeviceError } from './device-errors';
+import { validateDeviceName } from './request';
 import { describeType, isPlainObject, quotePrefix } from './text';
 
 export const DEVICE_TOPICS = {
@@ -23,6 +24,15 @@ export type DeviceDataKind = (typeof DEVICE_DATA_KINDS)[number];
 
 export function isDeviceDataKind(value: unknown): value is DeviceDataKind {
   return value === 'telemetry' || value === 'attributes';
+}
+
+/** The device name, trimmed as the provisioner keeps it, or INVALID_INPUT saying what to fix. */
+export function deviceNameOf(raw: unknown): string {
+  try {
+    return validateDeviceName(raw);
+  } catch (err) {
+    throw invalidInput((err as Error).message);
+  }
 }
 
 /** ThingsBoard closes an MQTT connection that sends a packet larger than this (Netty's limit). */
@@ -239,6 +249,13 @@ export function mqttPublishSize(
     payloadBytes;
   const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4;
   return 1 + lengthBytes + remaining;
+}
+
+/** The largest payload a PUBLISH on `topic` carries within what ThingsBoard reads. */
+export function maxPublishPayload(topic: string, shape: MqttPublishShape): number {
+  let bytes = MAX_MQTT_PACKET_BYTES - mqttPublishSize(topic, 0, shape);
+  while (bytes > 0 && mqttPublishSize(topic, bytes, shape) > MAX_MQTT_PACKET_BYTES) bytes--;
+  return bytes;
 }
 
 /** INVALID_INPUT when the PUBLISH would exceed what ThingsBoard reads (it would close the connection). */

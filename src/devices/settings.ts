@@ -1,10 +1,29 @@
-/** What an MQTT session is given: the config node's settings, and its caller's topics and hooks. */
+/**
+ * What the sessions are given: the config node's settings with their defaults, and each session's
+ * topics and hooks from its caller.
+ */
 
 import type { IClientOptions } from 'mqtt';
+import { invalidInput } from '../protocol/device-errors';
 import { randomClientId } from '../transports/mqtt';
 import { mqttIdentity } from './login';
 import type { Announcement } from './outgoing-queue';
-import type { BackoffPolicy, DeviceLogin, SessionChange } from './types';
+import type { BackoffPolicy, DeviceConnectionsOptions, DeviceLogin, SessionChange } from './types';
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+const DEFAULTS = {
+  protocolVersion: 4,
+  keepaliveSeconds: 60,
+  idleMs: 10 * 60_000,
+  maxSessions: 1000,
+  maxQueued: 1000,
+  window: 32,
+  gatewayWindow: 2,
+  connectTimeoutMs: 10_000,
+  reconnect: { initialMs: 1000, maxMs: 60_000 },
+  takeover: { initialMs: 10_000, maxMs: 5 * 60_000, shortSessionMs: 30_000 },
+} as const;
 
 export interface MqttSessionSettings {
   protocolVersion: 4 | 5;
@@ -32,6 +51,46 @@ export interface MqttSessionHooks {
   onConnected?(): readonly Announcement[];
   onMessage(topic: string, payload: Buffer): void;
   onState(change: Omit<SessionChange, 'deviceName'>): void;
+}
+
+export interface ConnectionLimits {
+  idleMs: number;
+  maxSessions: number;
+  /** A gateway session's window: shared publishes written and not yet acknowledged. */
+  gatewayWindow: number;
+}
+
+/** The options with their defaults: what every MQTT session gets, and the connections' limits. */
+export function settingsOf(options: DeviceConnectionsOptions): {
+  session: MqttSessionSettings;
+  limits: ConnectionLimits;
+} {
+  return {
+    session: {
+      protocolVersion: options.protocolVersion ?? DEFAULTS.protocolVersion,
+      keepaliveSeconds: options.keepaliveSeconds ?? DEFAULTS.keepaliveSeconds,
+      window: options.window ?? DEFAULTS.window,
+      maxQueued: options.maxQueued ?? DEFAULTS.maxQueued,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      reconnect: options.reconnect ?? DEFAULTS.reconnect,
+      takeover: options.takeover ?? DEFAULTS.takeover,
+      random: options.random ?? Math.random,
+    },
+    limits: {
+      idleMs: options.idleMs ?? DEFAULTS.idleMs,
+      maxSessions: options.maxSessions ?? DEFAULTS.maxSessions,
+      gatewayWindow: options.gatewayWindow ?? DEFAULTS.gatewayWindow,
+    },
+  };
+}
+
+/** A message's timeout: given, or the default; INVALID_INPUT unless a positive number. */
+export function timeoutOf(timeoutMs: number | undefined): number {
+  timeoutMs ??= DEFAULT_TIMEOUT_MS;
+  if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) {
+    throw invalidInput('The timeout must be a positive number of milliseconds.');
+  }
+  return timeoutMs;
 }
 
 /** Half fixed, half random: waits grow from initialMs to maxMs and never fall near zero. */

@@ -1,0 +1,274 @@
+/**
+ * A gateway's one MQTT connection, speaking for the devices behind it (spec §5): an MqttSession
+ * whose hooks announce each device on `v1/gateway/connect` once per connection (again after every
+ * reconnect, and always before the device's first data on it), whose queue holds shared publishes
+ * that messages for many devices join until they are written, and whose inbound messages are
+ * routed by their `device` field.
+ *
+ * ThingsBoard answers nothing at all on v1/gateway/* to a device that is not a gateway, so the
+ * first announcement on each connection is watched: no PUBACK within the timeout, and the session
+ * gives up as refused, failing what waits and what comes until new credentials or a redeploy.
+ */
+
+import type { DeviceDataKind } from '../protocol/device-data';
+import { maxPublishPayload, mqttPublishSize, MAX_MQTT_PACKET_BYTES } from '../protocol/device-data';
+import { rpcRequestId } from '../protocol/device-data';
+import { invalidInput } from '../protocol/device-errors';
+import type { DeviceError } from '../protocol/device-errors';
+import {
+  GATEWAY_TOPICS,
+  gatewayConnectText,
+  gatewayDataPart,
+  gatewayDisconnectText,
+  gatewayRpcReplyText,
+  parseGatewayAttributes,
+  parseGatewayRpc,
+} from '../protocol/gateway-data';
+import { quotePrefix } from '../protocol/text';
+import { GatewayBatch, devicePartBytes } from './gateway-batch';
+import type { Announcer, MessageWaiter } from './gateway-batch';
+import { MqttSession } from './mqtt-session';
+import type { MqttSessionSettings } from './settings';
+import type { Announcement, ComposedPayload } from './outgoing-queue';
+import { notGatewayError } from './session-errors';
+import type {
+  DeviceLogin,
+  DeviceMessage,
+  DeviceServer,
+  InboundRpc,
+  SessionChange,
+  SessionCloseReason,
+  SessionState,
+  SharedAttributesUpdate,
+} from './types';
+
+export interface GatewayEvents {
+  rpc(request: InboundRpc): void;
+  attributes(update: SharedAttributesUpdate): void;
+  state(change: Omit<SessionChange, 'deviceName'>): void;
+}
+
+/** A publish naming one device (an RPC reply, a disconnect), announced first where needed. */
+class OneDevicePublish implements ComposedPayload {
+  readonly count = 1;
+  constructor(
+    private readonly text: string,
+    private readonly compose_: () => readonly Announcement[],
+  ) {}
+
+  compose(): { text: string; before: readonly Announcement[] } {
+    return { text: this.text, before: this.compose_() };
+  }
+}
+
+export class GatewaySession {
+  private readonly session: MqttSession;
+  /** Every device announced so far, with its type: announced again on each new connection. */
+  private readonly known = new Map<string, string>();
+  /** Devices announced on the current connection. */
+  private announcedHere = new Set<string>();
+  /** The publish of each kind that messages may still join. */
+  private open: Partial<Record<DeviceDataKind, GatewayBatch>> = {};
+  private readonly maxPayload: Record<DeviceDataKind, number>;
+  /** Counts connections, so a late answer or timer is not taken for the current one's. */
+  private connection = 0;
+  private verified = false;
+  private check: NodeJS.Timeout | undefined;
+  /** How long the first announcement may wait for its PUBACK: the latest message's timeout. */
+  private answerTimeoutMs: number;
+  private readonly announcer: Announcer = (devices) => this.announcementsFor(devices);
+
+  constructor(
+    readonly name: string,
+    login: DeviceLogin,
+    server: DeviceServer,
+    private readonly settings: MqttSessionSettings,
+    private readonly events: GatewayEvents,
+    timeoutMs: number,
+  ) {
+    this.answerTimeoutMs = timeoutMs;
+    const shape = { qos: 1, protocolVersion: settings.protocolVersion } as const;
+    this.maxPayload = {
+      telemetry: maxPublishPayload(GATEWAY_TOPICS.telemetry, shape),
+      attributes: maxPublishPayload(GATEWAY_TOPICS.attributes, shape),
+    };
+    this.session = new MqttSession(name, login, server, settings, {
+      subscriptions: [GATEWAY_TOPICS.attributes, GATEWAY_TOPICS.rpc],
+      coalesceWrites: true,
+      onConnected: () => this.onConnected(),
+      onMessage: (topic, payload) => this.onMessage(topic, payload),
+      onState: (change) => {
+        if (change.state !== 'connected') this.stopCheck();
+        this.events.state(change);
+      },
+    });
+  }
+
+  get state(): SessionState {
+    return this.session.state;
+  }
+
+  get currentLogin(): DeviceLogin {
+    return this.session.currentLogin;
+  }
+
+  /** Publishes waiting to be written. */
+  get waitingCount(): number {
+    return this.session.waitingCount;
+  }
+
+  /** Devices announced so far (and announced again after a reconnect). */
+  get deviceCount(): number {
+    return this.known.size;
+  }
+
+  updateLogin(login: DeviceLogin): void {
+    this.session.updateLogin(login);
+  }
+
+  /**
+   * Sends one message of a device behind the gateway (names and type checked by the caller);
+   * INVALID_INPUT before it joins any publish, so a bad one fails alone.
+   */
+  send(
+    deviceName: string,
+    deviceType: string,
+    message: DeviceMessage,
+    timeoutMs: number,
+  ): Promise<void> {
+    this.answerTimeoutMs = timeoutMs;
+    if (message.kind === 'rpc-reply') {
+      const text = gatewayRpcReplyText(deviceName, rpcRequestId(message.id), message.payload);
+      this.checkSize(GATEWAY_TOPICS.rpc, Buffer.byteLength(text, 'utf8'), deviceName);
+      const reply = new OneDevicePublish(text, () => this.announcer([[deviceName, deviceType]]));
+      return this.publish(GATEWAY_TOPICS.rpc, reply, timeoutMs);
+    }
+    const { kind, payload } = message;
+    const part = gatewayDataPart(kind, payload);
+    const partBytes = Buffer.byteLength(part, 'utf8');
+    const topic = GATEWAY_TOPICS[kind];
+    // Alone in its publish: `{` + the device's entry + `}`.
+    const alone = 2 + devicePartBytes(kind, JSON.stringify(deviceName), partBytes);
+    this.checkSize(topic, alone, deviceName);
+    return new Promise<void>((resolve, reject) => {
+      const waiter: MessageWaiter = { resolve, reject };
+      const deadline = Date.now() + timeoutMs;
+      const open = this.open[kind];
+      // A message joins a waiting publish that must be accepted by its own deadline, and not
+      // much before it: the publish fails as a whole at the deadline of the message that opened it.
+      if (
+        open !== undefined &&
+        open.deadline <= deadline &&
+        open.deadline >= deadline - timeoutMs / 10 &&
+        open.add(deviceName, deviceType, part, partBytes, waiter)
+      ) {
+        return;
+      }
+      const batch = new GatewayBatch(kind, deadline, this.maxPayload[kind], this.announcer);
+      batch.add(deviceName, deviceType, part, partBytes, waiter);
+      this.open[kind] = batch;
+      this.session.enqueue(topic, batch, 1, timeoutMs, (err) => batch.settle(err));
+    });
+  }
+
+  /** `v1/gateway/disconnect` for the device, after what was queued for it; it is forgotten. */
+  disconnectDevice(deviceName: string, timeoutMs: number): Promise<void> {
+    this.known.delete(deviceName);
+    // Data sent later must not join a publish queued before the disconnect.
+    this.open = {};
+    const disconnect = new OneDevicePublish(gatewayDisconnectText(deviceName), () => {
+      this.announcedHere.delete(deviceName);
+      return [];
+    });
+    return this.publish(GATEWAY_TOPICS.disconnect, disconnect, timeoutMs);
+  }
+
+  /** As MqttSession.end; resolves with the count of messages never sent. */
+  end(reason: SessionCloseReason, rejectWaiting: boolean): Promise<number> {
+    this.open = {};
+    return this.session.end(reason, rejectWaiting);
+  }
+
+  private publish(topic: string, body: ComposedPayload, timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.session.enqueue(topic, body, 1, timeoutMs, (err?: DeviceError) =>
+        err === undefined ? resolve() : reject(err),
+      );
+    });
+  }
+
+  private checkSize(topic: string, payloadBytes: number, deviceName: string): void {
+    const size = mqttPublishSize(topic, payloadBytes, {
+      qos: 1,
+      protocolVersion: this.settings.protocolVersion,
+    });
+    if (size > MAX_MQTT_PACKET_BYTES) {
+      throw invalidInput(
+        `This message of device ${quotePrefix(deviceName, 64)} would make an MQTT packet of ` +
+          `${size} bytes on ${topic}, even alone; ThingsBoard closes the connection of a gateway ` +
+          `that sends more than ${MAX_MQTT_PACKET_BYTES}, with it every device behind it. Split ` +
+          'the data into several messages.',
+      );
+    }
+  }
+
+  /** A new connection: every device known is announced again, ahead of the queue. */
+  private onConnected(): readonly Announcement[] {
+    this.connection++;
+    this.verified = false;
+    this.stopCheck();
+    this.announcedHere = new Set();
+    return this.announcementsFor(this.known);
+  }
+
+  /** Announcements for the devices not yet announced on this connection. */
+  private announcementsFor(devices: Iterable<[string, string]>): Announcement[] {
+    const announcements: Announcement[] = [];
+    for (const [name, type] of devices) {
+      if (this.announcedHere.has(name)) continue;
+      this.announcedHere.add(name);
+      if (!this.known.has(name)) this.known.set(name, type);
+      const announcement: Announcement = {
+        topic: GATEWAY_TOPICS.connect,
+        text: gatewayConnectText(name, this.known.get(name) ?? type),
+      };
+      if (!this.verified && this.check === undefined) this.watch(announcement);
+      announcements.push(announcement);
+    }
+    return announcements;
+  }
+
+  /** The first announcement on a connection: its PUBACK shows the server takes us as a gateway. */
+  private watch(announcement: Announcement): void {
+    const connection = this.connection;
+    const waitMs = this.answerTimeoutMs;
+    announcement.acknowledged = () => {
+      if (connection !== this.connection) return;
+      this.verified = true;
+      this.stopCheck();
+    };
+    this.check = setTimeout(() => {
+      this.check = undefined;
+      if (connection !== this.connection || this.verified || this.state !== 'connected') return;
+      this.open = {};
+      this.session.refuse(
+        notGatewayError(this.session.endpoint, quotePrefix(this.name, 64), waitMs),
+      );
+    }, waitMs);
+  }
+
+  private stopCheck(): void {
+    if (this.check !== undefined) clearTimeout(this.check);
+    this.check = undefined;
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    if (topic === GATEWAY_TOPICS.rpc) {
+      const request = parseGatewayRpc(payload);
+      if (request !== undefined) this.events.rpc({ ...request, gateway: this.name });
+    } else if (topic === GATEWAY_TOPICS.attributes) {
+      const update = parseGatewayAttributes(payload);
+      if (update !== undefined) this.events.attributes({ ...update, gateway: this.name });
+    }
+  }
+}
