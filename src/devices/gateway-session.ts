@@ -30,7 +30,7 @@ import type { Announcer, MessageWaiter } from './gateway-batch';
 import { MqttSession } from './mqtt-session';
 import type { MqttSessionSettings } from './settings';
 import type { Announcement, ComposedPayload } from './outgoing-queue';
-import { notGatewayError } from './session-errors';
+import { copyError, notGatewayError } from './session-errors';
 import type {
   DeviceLogin,
   DeviceMessage,
@@ -167,7 +167,7 @@ export class GatewaySession {
       const batch = new GatewayBatch(kind, deadline, this.maxPayload[kind], this.announcer);
       batch.add(deviceName, deviceType, part, partBytes, waiter);
       this.open[kind] = batch;
-      this.session.enqueue(topic, batch, 1, timeoutMs, (err) => batch.settle(err));
+      this.session.enqueue(topic, batch, 1, timeoutMs, (err) => batch.settle(this.verdict(err)));
     });
   }
 
@@ -191,9 +191,11 @@ export class GatewaySession {
 
   private publish(topic: string, body: ComposedPayload, timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.session.enqueue(topic, body, 1, timeoutMs, (err?: DeviceError) =>
-        err === undefined ? resolve() : reject(err),
-      );
+      this.session.enqueue(topic, body, 1, timeoutMs, (err?: DeviceError) => {
+        const verdict = this.verdict(err);
+        if (verdict === undefined) resolve();
+        else reject(verdict);
+      });
     });
   }
 
@@ -249,12 +251,30 @@ export class GatewaySession {
     };
     this.check = setTimeout(() => {
       this.check = undefined;
-      if (connection !== this.connection || this.verified || this.state !== 'connected') return;
-      this.open = {};
-      this.session.refuse(
-        notGatewayError(this.session.endpoint, quotePrefix(this.name, 64), waitMs),
-      );
+      if (connection === this.connection && !this.verified && this.state === 'connected') {
+        this.notGateway(waitMs);
+      }
     }, waitMs);
+  }
+
+  /**
+   * A publish that timed out unanswered while the first announcement waits too: nothing on this
+   * connection was ever acknowledged within a message's whole timeout, so the server ignores us.
+   */
+  private verdict(err: DeviceError | undefined): DeviceError | undefined {
+    if (err?.status !== 'TIMEOUT' || !err.sent || this.verified || this.check === undefined) {
+      return err;
+    }
+    return this.notGateway(this.answerTimeoutMs);
+  }
+
+  /** Fails what waits and what comes with the advice, until new credentials or a redeploy. */
+  private notGateway(waitedMs: number): DeviceError {
+    this.stopCheck();
+    this.open = {};
+    const problem = notGatewayError(this.session.endpoint, quotePrefix(this.name, 64), waitedMs);
+    this.session.refuse(problem);
+    return copyError(problem);
   }
 
   private stopCheck(): void {

@@ -191,6 +191,7 @@ export class OutgoingQueue {
         this.settle(entry, this.expire(entry, false));
       } else next = Math.min(next, entry.deadline);
     }
-    if (next !== Infinity) this.watch(next);
+    // An expiry's rejection may have failed the rest (a gateway the server ignores).
+    if (next !== Infinity && !this.empty) this.watch(next);
   }
 }
