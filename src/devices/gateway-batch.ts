@@ -17,15 +17,19 @@ export interface MessageWaiter {
   reject(err: DeviceError): void;
 }
 
-interface DevicePart {
-  type: string;
+/** A device named by a publish, and the type it is announced with. */
+export interface NamedDevice {
+  readonly type: string;
+}
+
+interface DevicePart extends NamedDevice {
   /** The device's name as JSON text, and its data: entries for telemetry, the object for attributes. */
   json: string;
   pieces: string[];
 }
 
-/** The devices a publish names, with their types, announced right before it where needed. */
-export type Announcer = (devices: Iterable<[name: string, type: string]>) => Announcement[];
+/** The devices a publish names, by name, announced right before it where needed. */
+export type Announcer = (devices: ReadonlyMap<string, NamedDevice>) => Announcement[];
 
 /** Bytes of `"name":[part]` (telemetry) or `"name":part` (attributes) as one more device's entry. */
 export function devicePartBytes(kind: DeviceDataKind, nameJson: string, partBytes: number): number {
@@ -78,7 +82,7 @@ export class GatewayBatch implements ComposedPayload {
   compose(): { text: string; before: readonly Announcement[] } {
     this.closed = true;
     this.text ??= this.build();
-    return { text: this.text, before: this.announce(this.namesAndTypes()) };
+    return { text: this.text, before: this.announce(this.devices) };
   }
 
   /** The session's verdict on the publish, for every message it carries. */
@@ -89,10 +93,6 @@ export class GatewayBatch implements ComposedPayload {
       if (err === undefined) waiter.resolve();
       else waiter.reject(index === 0 ? err : copyError(err));
     }
-  }
-
-  private *namesAndTypes(): Iterable<[string, string]> {
-    for (const [name, device] of this.devices) yield [name, device.type];
   }
 
   private build(): string {

@@ -17,6 +17,8 @@ import type { DeviceLogin, DeviceServer, GatewaySend, SessionState } from './typ
 
 export class GatewayConnections {
   private readonly gateways = new Map<string, GatewaySession>();
+  /** The last device type given, as checked. */
+  private lastType: string | undefined;
 
   constructor(
     private readonly server: DeviceServer,
@@ -26,11 +28,16 @@ export class GatewayConnections {
   ) {}
 
   send(request: GatewaySend): Promise<void> {
-    const gatewayName = gatewayNameOf(request.gatewayName);
-    const deviceName = deviceNameOf(request.deviceName);
-    const deviceType = deviceTypeOf(request.deviceType);
     const timeoutMs = timeoutOf(request.timeoutMs);
-    const gateway = this.sessionFor(gatewayName, request.gatewayLogin, timeoutMs);
+    const gateway = this.sessionFor(request.gatewayName, request.gatewayLogin, timeoutMs);
+    // Names seen before were checked then: a flow sends for the same devices again and again.
+    const deviceName = gateway.isKnown(request.deviceName)
+      ? request.deviceName
+      : deviceNameOf(request.deviceName);
+    const deviceType =
+      request.deviceType !== undefined && request.deviceType === this.lastType
+        ? this.lastType
+        : (this.lastType = deviceTypeOf(request.deviceType));
     return gateway.send(deviceName, deviceType, request.message, timeoutMs);
   }
 
@@ -67,7 +74,7 @@ export class GatewayConnections {
   }
 
   open(gatewayName: string, login: DeviceLogin): void {
-    this.sessionFor(gatewayNameOf(gatewayName), login, DEFAULT_TIMEOUT_MS);
+    this.sessionFor(gatewayName, login, DEFAULT_TIMEOUT_MS);
   }
 
   state(gatewayName: string): SessionState | undefined {
@@ -87,8 +94,11 @@ export class GatewayConnections {
     return counts.reduce((sum, count) => sum + count, 0);
   }
 
-  private sessionFor(name: string, login: DeviceLogin, timeoutMs: number): GatewaySession {
+  private sessionFor(rawName: unknown, login: DeviceLogin, timeoutMs: number): GatewaySession {
     checkTransport('mqtt', login, this.server);
+    // Keys are checked, trimmed names: a hit needs no checking.
+    const name =
+      typeof rawName === 'string' && this.gateways.has(rawName) ? rawName : gatewayNameOf(rawName);
     const open = this.gateways.get(name);
     if (open !== undefined) {
       open.updateLogin(login);

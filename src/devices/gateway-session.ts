@@ -26,7 +26,7 @@ import {
 } from '../protocol/gateway-data';
 import { quotePrefix } from '../protocol/text';
 import { GatewayBatch, devicePartBytes } from './gateway-batch';
-import type { Announcer, MessageWaiter } from './gateway-batch';
+import type { Announcer, MessageWaiter, NamedDevice } from './gateway-batch';
 import { MqttSession } from './mqtt-session';
 import type { MqttSessionSettings } from './settings';
 import type { Announcement, ComposedPayload } from './outgoing-queue';
@@ -64,7 +64,7 @@ class OneDevicePublish implements ComposedPayload {
 export class GatewaySession {
   private readonly session: MqttSession;
   /** Every device announced so far, with its type: announced again on each new connection. */
-  private readonly known = new Map<string, string>();
+  private readonly known = new Map<string, NamedDevice>();
   /** Devices announced on the current connection. */
   private announcedHere = new Set<string>();
   /** The publish of each kind that messages may still join. */
@@ -122,6 +122,11 @@ export class GatewaySession {
     return this.known.size;
   }
 
+  /** The name exactly as announced before (so already checked and trimmed). */
+  isKnown(deviceName: unknown): deviceName is string {
+    return typeof deviceName === 'string' && this.known.has(deviceName);
+  }
+
   updateLogin(login: DeviceLogin): void {
     this.session.updateLogin(login);
   }
@@ -140,16 +145,20 @@ export class GatewaySession {
     if (message.kind === 'rpc-reply') {
       const text = gatewayRpcReplyText(deviceName, rpcRequestId(message.id), message.payload);
       this.checkSize(GATEWAY_TOPICS.rpc, Buffer.byteLength(text, 'utf8'), deviceName);
-      const reply = new OneDevicePublish(text, () => this.announcer([[deviceName, deviceType]]));
+      const named = new Map([[deviceName, { type: deviceType }]]);
+      const reply = new OneDevicePublish(text, () => this.announcer(named));
       return this.publish(GATEWAY_TOPICS.rpc, reply, timeoutMs);
     }
     const { kind, payload } = message;
     const part = gatewayDataPart(kind, payload);
     const partBytes = Buffer.byteLength(part, 'utf8');
     const topic = GATEWAY_TOPICS[kind];
-    // Alone in its publish: `{` + the device's entry + `}`.
-    const alone = 2 + devicePartBytes(kind, JSON.stringify(deviceName), partBytes);
-    this.checkSize(topic, alone, deviceName);
+    // Alone in its publish, `{` + the device's entry + `}`, under the limit however the name is
+    // escaped (at most 6 bytes a character), or checked exactly.
+    if (partBytes + 6 * deviceName.length + 16 > this.maxPayload[kind]) {
+      const alone = 2 + devicePartBytes(kind, JSON.stringify(deviceName), partBytes);
+      this.checkSize(topic, alone, deviceName);
+    }
     return new Promise<void>((resolve, reject) => {
       const waiter: MessageWaiter = { resolve, reject };
       const deadline = Date.now() + timeoutMs;
@@ -224,15 +233,19 @@ export class GatewaySession {
   }
 
   /** Announcements for the devices not yet announced on this connection. */
-  private announcementsFor(devices: Iterable<[string, string]>): Announcement[] {
+  private announcementsFor(devices: ReadonlyMap<string, NamedDevice>): Announcement[] {
     const announcements: Announcement[] = [];
-    for (const [name, type] of devices) {
+    for (const [name, device] of devices) {
       if (this.announcedHere.has(name)) continue;
       this.announcedHere.add(name);
-      if (!this.known.has(name)) this.known.set(name, type);
+      let known = this.known.get(name);
+      if (known === undefined) {
+        known = { type: device.type };
+        this.known.set(name, known);
+      }
       const announcement: Announcement = {
         topic: GATEWAY_TOPICS.connect,
-        text: gatewayConnectText(name, this.known.get(name) ?? type),
+        text: gatewayConnectText(name, known.type),
       };
       if (!this.verified && this.check === undefined) this.watch(announcement);
       announcements.push(announcement);
