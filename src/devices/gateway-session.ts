@@ -235,12 +235,12 @@ export class GatewaySession {
   /** Announcements for the devices not yet announced on this connection. */
   private announcementsFor(devices: ReadonlyMap<string, NamedDevice>): Announcement[] {
     const announcements: Announcement[] = [];
-    for (const [name, device] of devices) {
+    for (const name of devices.keys()) {
       if (this.announcedHere.has(name)) continue;
       this.announcedHere.add(name);
       let known = this.known.get(name);
       if (known === undefined) {
-        known = { type: device.type };
+        known = { type: (devices.get(name) as NamedDevice).type };
         this.known.set(name, known);
       }
       const announcement: Announcement = {
