@@ -165,6 +165,27 @@ describe('devices: a gateway under faults', function () {
     assert.deepEqual(telemetryOf(emulator, `${plain.name}-dev-0`), [[{ n: 21 }]]);
   });
 
+  it('a gateway whose flag was taken away: after the reconnect its unanswered announcements alone show it', async function () {
+    const gateway = addGateway(emulator, 'gw-unflagged');
+    const changes: SessionChange[] = [];
+    connections.current.on('session', (change) => changes.push(change));
+    const names = [0, 1].map((n) => `${gateway.name}-dev-${n}`);
+    await Promise.all(
+      names.map((name, n) => reading(connections.current, gateway, name, { n }, 400)),
+    );
+    const record = emulator.device(gateway.name);
+    assert.ok(record !== undefined);
+    record.gateway = false;
+    emulator.closeSession(gateway.name);
+    await waitFor('the refusal', () => changes.some((change) => change.state === 'unauthorized'));
+    const refused = changes.find((change) => change.state === 'unauthorized');
+    assert.match(refused?.reason ?? '', /not a gateway.*within 400 ms.*Tick "Is gateway"/s);
+    await assert.rejects(reading(connections.current, gateway, names[0], { n: 2 }), {
+      status: 'UNAUTHORIZED',
+    });
+    assert.equal(proxy.connections, 2);
+  });
+
   it('close() with messages in flight: written publishes get their PUBACK, waiting messages are counted and rejected', async function () {
     const gateway = addGateway(emulator, 'gw-close');
     const c = connections.make();
