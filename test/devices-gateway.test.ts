@@ -259,6 +259,39 @@ describe('devices: through a gateway', function () {
     await connections.current.disconnectViaGateway('never-opened', device);
   });
 
+  it("the gateway's own messages as a device share its connection; a device session of that name gives way", async function () {
+    const gateway = addGateway(emulator, 'gw-self');
+    const c = connections.current;
+    const asDevice = (n: number): Promise<void> =>
+      c.send({
+        deviceName: gateway.name,
+        login: gateway.login,
+        transport: 'mqtt',
+        message: { kind: 'telemetry', payload: { uptime: n } },
+      });
+    await asDevice(1);
+    assert.equal(proxy.connections, 1);
+    await reading(c, gateway, `${gateway.name}-dev`, { n: 1 });
+    await waitFor('the device session closed', () => c.summary().open === 0);
+    await asDevice(2);
+    assert.deepEqual(telemetryOf(emulator, gateway.name), [{ uptime: 1 }, { uptime: 2 }]);
+    assert.equal(proxy.connections, 2, 'the device session, then only the gateway connection');
+    assert.equal(c.sessionState(gateway.name), 'connected');
+    const requests: InboundRpc[] = [];
+    c.on('rpc', (request) => requests.push(request));
+    const reply = emulator.sendRpc(gateway.name, 'restart', {}, { timeoutMs: 3000 });
+    await waitFor('the request', () => requests.length === 1);
+    assert.deepEqual(requests[0], {
+      deviceName: gateway.name,
+      id: requests[0].id,
+      method: 'restart',
+      params: {},
+    });
+    await c.replyRpc(gateway.name, requests[0].id, { ok: true });
+    assert.deepEqual(await reply, { ok: true });
+    assert.equal(proxy.connections, 2);
+  });
+
   it('refuses what it cannot send before opening anything: no gateway name, a bad type, an RPC id that is none', async function () {
     const gateway = addGateway(emulator, 'gw-input');
     const c = connections.current;

@@ -14,20 +14,18 @@ import {
   checkMqttPublishSize,
   deviceDataText,
   deviceNameOf,
-  parseAttributeUpdate,
-  parseRpcRequest,
   rpcReplyText,
   rpcRequestId,
   rpcResponseTopic,
 } from '../protocol/device-data';
 import { DeviceError, invalidInput } from '../protocol/device-errors';
 import { quotePrefix } from '../protocol/text';
-import { postOverCoap, postOverHttp } from './device-requests';
+import { postDeviceData } from './device-requests';
 import { GatewayConnections } from './gateway-connections';
-import { accessTokenFor, checkTransport } from './login';
+import { checkTransport } from './login';
 import { MqttSession } from './mqtt-session';
-import { settingsOf, timeoutOf } from './settings';
-import type { MqttSessionHooks, MqttSessionSettings } from './settings';
+import { DEVICE_SUBSCRIPTIONS, readDeviceMessage, settingsOf, timeoutOf } from './settings';
+import type { InboundEvents, MqttSessionHooks, MqttSessionSettings } from './settings';
 import type {
   CloseReport,
   ConnectionSummary,
@@ -55,6 +53,10 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
   private sweeper: NodeJS.Timeout | undefined;
   private summaryDue = false;
   private closing: Promise<CloseReport> | undefined;
+  private readonly inbound: InboundEvents = {
+    rpc: (request) => this.emit('rpc', request),
+    attributes: (update) => this.emit('attributes', update),
+  };
 
   constructor(options: DeviceConnectionsOptions) {
     super();
@@ -64,11 +66,19 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
     this.idleMs = limits.idleMs;
     this.maxSessions = limits.maxSessions;
     const gatewaySettings = { ...session, window: limits.gatewayWindow };
-    this.gateways = new GatewayConnections(this.server, gatewaySettings, (gateway) => ({
-      rpc: (request) => this.emit('rpc', request),
-      attributes: (update) => this.emit('attributes', update),
-      state: (change) => this.emit('session', { deviceName: gateway, gateway, ...change }),
-    }));
+    this.gateways = new GatewayConnections(
+      this.server,
+      gatewaySettings,
+      (gateway) => ({
+        ...this.inbound,
+        state: (change) => this.emit('session', { deviceName: gateway, gateway, ...change }),
+      }),
+      // ThingsBoard keeps one session per device: the gateway's connection becomes the device's.
+      (gateway) => {
+        const session = this.sessions.get(gateway);
+        if (session !== undefined) void this.endSession(gateway, session, 'disconnect', false);
+      },
+    );
   }
 
   /**
@@ -106,19 +116,11 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
       if (transport === 'mqtt') {
         return this.publish(deviceName, login, DEVICE_TOPICS[message.kind], text, qos, timeoutMs);
       }
-      const post = transport === 'http' ? postOverHttp : postOverCoap;
-      const { host, ports, tls } = this.server;
-      const target =
-        transport === 'http' && tls
-          ? { host, port: ports.http, tls }
-          : { host, port: ports[transport] };
-      const sent = post({
-        target,
-        token: accessTokenFor(transport, login),
+      const sent = postDeviceData(this.server, transport, login, {
+        deviceName,
         kind: message.kind,
         text,
         timeoutMs,
-        device: quotePrefix(deviceName, 64),
       });
       this.requests.add(sent);
       const forget = (): void => void this.requests.delete(sent);
@@ -136,16 +138,14 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
     payload: unknown,
     options: { login?: DeviceLogin; qos?: 0 | 1; timeoutMs?: number } = {},
   ): Promise<void> {
-    const login = options.login ?? this.sessions.get(deviceName.trim())?.currentLogin;
+    const name = deviceName.trim();
+    const login =
+      options.login ?? (this.sessions.get(name) ?? this.gateways.session(name))?.currentLogin;
     if (login === undefined) {
-      return Promise.reject(
-        new DeviceError(
-          'CONNECTION_ERROR',
-          `Device ${quotePrefix(deviceName, 64)} has no open connection to carry the reply to ` +
-            'RPC request ' +
-            `${String(id)}, and no credentials were given to open one.`,
-        ),
-      );
+      const problem =
+        `Device ${quotePrefix(deviceName, 64)} has no open connection to carry the reply to ` +
+        `RPC request ${String(id)}, and no credentials were given to open one.`;
+      return Promise.reject(new DeviceError('CONNECTION_ERROR', problem));
     }
     return this.send({
       deviceName,
@@ -211,8 +211,11 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
     if (this.closing !== undefined) throw this.closedError();
     deviceName = deviceNameOf(deviceName);
     checkTransport('mqtt', login, this.server);
+    const gateway = this.gateways.session(deviceName);
     const ending = this.ending.get(deviceName);
-    if (ending === undefined || this.sessions.has(deviceName)) this.sessionFor(deviceName, login);
+    if (gateway !== undefined) gateway.updateLogin(login);
+    else if (ending === undefined || this.sessions.has(deviceName))
+      this.sessionFor(deviceName, login);
     else void ending.then(() => this.closing === undefined && this.sessionFor(deviceName, login));
   }
 
@@ -224,9 +227,9 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
     else await this.ending.get(deviceName);
   }
 
-  /** The state of the device's MQTT session, if one is open. */
+  /** The state of the device's MQTT session (or its gateway connection), if one is open. */
   sessionState(deviceName: string): SessionState | undefined {
-    return this.sessions.get(deviceName.trim())?.state;
+    return this.sessions.get(deviceName.trim())?.state ?? this.gateways.state(deviceName);
   }
 
   summary(): ConnectionSummary {
@@ -280,6 +283,11 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
       qos,
       protocolVersion: this.settings.protocolVersion,
     });
+    const gateway = this.gateways.session(deviceName);
+    if (gateway !== undefined) {
+      gateway.updateLogin(login);
+      return gateway.sendAsDevice(topic, text, qos, timeoutMs);
+    }
     const ending = this.ending.get(deviceName);
     if (ending !== undefined && !this.sessions.has(deviceName)) {
       return ending.then(() => this.publish(deviceName, login, topic, text, qos, timeoutMs));
@@ -317,16 +325,8 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
 
   private hooksFor(deviceName: string): MqttSessionHooks {
     return {
-      subscriptions: [DEVICE_TOPICS.rpcRequests, DEVICE_TOPICS.attributes],
-      onMessage: (topic, payload) => {
-        if (topic === DEVICE_TOPICS.attributes) {
-          const data = parseAttributeUpdate(payload);
-          if (data !== undefined) this.emit('attributes', { deviceName, data });
-          return;
-        }
-        const request = parseRpcRequest(topic, payload);
-        if (request !== undefined) this.emit('rpc', { deviceName, ...request });
-      },
+      subscriptions: DEVICE_SUBSCRIPTIONS,
+      onMessage: (topic, payload) => readDeviceMessage(deviceName, topic, payload, this.inbound),
       onState: (change) => {
         this.emit('session', { deviceName, ...change });
         this.scheduleSummary();

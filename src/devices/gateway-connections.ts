@@ -25,7 +25,14 @@ export class GatewayConnections {
     /** With the gateways' window. */
     private readonly settings: MqttSessionSettings,
     private readonly eventsFor: (gatewayName: string) => GatewayEvents,
+    /** Told before a gateway's connection opens: a device session of the same name must end. */
+    private readonly onOpen: (gatewayName: string) => void,
   ) {}
+
+  /** The gateway's session by its exact name, which also carries its own device's messages. */
+  session(gatewayName: string): GatewaySession | undefined {
+    return this.gateways.get(gatewayName);
+  }
 
   send(request: GatewaySend): Promise<void> {
     const timeoutMs = timeoutOf(request.timeoutMs);
@@ -104,6 +111,7 @@ export class GatewayConnections {
       open.updateLogin(login);
       return open;
     }
+    this.onOpen(name);
     const gateway = new GatewaySession(
       name,
       login,

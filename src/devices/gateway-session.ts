@@ -11,8 +11,12 @@
  */
 
 import type { DeviceDataKind } from '../protocol/device-data';
-import { maxPublishPayload, mqttPublishSize, MAX_MQTT_PACKET_BYTES } from '../protocol/device-data';
-import { rpcRequestId } from '../protocol/device-data';
+import {
+  MAX_MQTT_PACKET_BYTES,
+  maxPublishPayload,
+  mqttPublishSize,
+  rpcRequestId,
+} from '../protocol/device-data';
 import { invalidInput } from '../protocol/device-errors';
 import type { DeviceError } from '../protocol/device-errors';
 import {
@@ -28,23 +32,20 @@ import { quotePrefix } from '../protocol/text';
 import { GatewayBatch, devicePartBytes } from './gateway-batch';
 import type { Announcer, MessageWaiter, NamedDevice } from './gateway-batch';
 import { MqttSession } from './mqtt-session';
-import type { MqttSessionSettings } from './settings';
+import { DEVICE_SUBSCRIPTIONS, readDeviceMessage } from './settings';
+import type { InboundEvents, MqttSessionSettings } from './settings';
 import type { Announcement, ComposedPayload } from './outgoing-queue';
 import { copyError, notGatewayError } from './session-errors';
 import type {
   DeviceLogin,
   DeviceMessage,
   DeviceServer,
-  InboundRpc,
   SessionChange,
   SessionCloseReason,
   SessionState,
-  SharedAttributesUpdate,
 } from './types';
 
-export interface GatewayEvents {
-  rpc(request: InboundRpc): void;
-  attributes(update: SharedAttributesUpdate): void;
+export interface GatewayEvents extends InboundEvents {
   state(change: Omit<SessionChange, 'deviceName'>): void;
 }
 
@@ -93,7 +94,8 @@ export class GatewaySession {
       attributes: maxPublishPayload(GATEWAY_TOPICS.attributes, shape),
     };
     this.session = new MqttSession(name, login, server, settings, {
-      subscriptions: [GATEWAY_TOPICS.attributes, GATEWAY_TOPICS.rpc],
+      // The gateway's own device topics too: it is also the device's one session.
+      subscriptions: [GATEWAY_TOPICS.attributes, GATEWAY_TOPICS.rpc, ...DEVICE_SUBSCRIPTIONS],
       coalesceWrites: true,
       onConnected: () => this.onConnected(),
       onMessage: (topic, payload) => this.onMessage(topic, payload),
@@ -178,6 +180,11 @@ export class GatewaySession {
       this.open[kind] = batch;
       this.session.enqueue(topic, batch, 1, timeoutMs, (err) => batch.settle(this.verdict(err)));
     });
+  }
+
+  /** A message of the gateway as a device itself (v1/devices/me/*), on its one connection. */
+  sendAsDevice(topic: string, text: string, qos: 0 | 1, timeoutMs: number): Promise<void> {
+    return this.session.send(topic, text, qos, timeoutMs);
   }
 
   /** `v1/gateway/disconnect` for the device, after what was queued for it; it is forgotten. */
@@ -302,6 +309,8 @@ export class GatewaySession {
     } else if (topic === GATEWAY_TOPICS.attributes) {
       const update = parseGatewayAttributes(payload);
       if (update !== undefined) this.events.attributes({ ...update, gateway: this.name });
+    } else {
+      readDeviceMessage(this.name, topic, payload, this.events);
     }
   }
 }

@@ -4,11 +4,19 @@
  */
 
 import type { IClientOptions } from 'mqtt';
+import { DEVICE_TOPICS, parseAttributeUpdate, parseRpcRequest } from '../protocol/device-data';
 import { invalidInput } from '../protocol/device-errors';
 import { randomClientId } from '../transports/mqtt';
 import { mqttIdentity } from './login';
 import type { Announcement } from './outgoing-queue';
-import type { BackoffPolicy, DeviceConnectionsOptions, DeviceLogin, SessionChange } from './types';
+import type {
+  BackoffPolicy,
+  DeviceConnectionsOptions,
+  DeviceLogin,
+  InboundRpc,
+  SessionChange,
+  SharedAttributesUpdate,
+} from './types';
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -115,4 +123,29 @@ export function clientOptions(login: DeviceLogin, settings: MqttSessionSettings)
   if (identity.username !== undefined) options.username = identity.username;
   if (identity.password !== undefined) options.password = identity.password;
   return options;
+}
+
+/** Where what ThingsBoard pushes to devices goes. */
+export interface InboundEvents {
+  rpc(request: InboundRpc): void;
+  attributes(update: SharedAttributesUpdate): void;
+}
+
+/** What a device's own session subscribes to: server-side RPC and shared-attribute updates. */
+export const DEVICE_SUBSCRIPTIONS = [DEVICE_TOPICS.rpcRequests, DEVICE_TOPICS.attributes] as const;
+
+/** Reads a message on a device's own topics into an event of `deviceName`; others are ignored. */
+export function readDeviceMessage(
+  deviceName: string,
+  topic: string,
+  payload: Buffer,
+  events: InboundEvents,
+): void {
+  if (topic === DEVICE_TOPICS.attributes) {
+    const data = parseAttributeUpdate(payload);
+    if (data !== undefined) events.attributes({ deviceName, data });
+    return;
+  }
+  const request = parseRpcRequest(topic, payload);
+  if (request !== undefined) events.rpc({ deviceName, ...request });
 }
