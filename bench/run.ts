@@ -170,9 +170,12 @@ interface Comparison {
   volatile: Versus;
   /** The node given all messages at once, its concurrency bounding the exchanges. */
   burst: Versus;
+  /** The same burst with persistence off: what the waiting jobs alone cost. */
+  burstVolatile: Versus;
 }
 
-type Kind = 'raw' | 'floor' | 'inFlow' | 'flushed' | 'product' | 'volatile' | 'burst';
+type Kind =
+  'raw' | 'floor' | 'inFlow' | 'flushed' | 'product' | 'volatile' | 'burst' | 'burstVolatile';
 const KINDS: readonly Kind[] = [
   'raw',
   'floor',
@@ -181,6 +184,7 @@ const KINDS: readonly Kind[] = [
   'product',
   'volatile',
   'burst',
+  'burstVolatile',
 ];
 
 /** How the floor rows are named, and the rows built on them. */
@@ -196,7 +200,16 @@ const FLOOR_LABELS: Record<Transport, string> = {
 };
 
 function noRows(): Record<Kind, Summary[]> {
-  return { raw: [], floor: [], inFlow: [], flushed: [], product: [], volatile: [], burst: [] };
+  return {
+    raw: [],
+    floor: [],
+    inFlow: [],
+    flushed: [],
+    product: [],
+    volatile: [],
+    burst: [],
+    burstVolatile: [],
+  };
 }
 
 /** The emulator's own JIT warm-up: enough exchanges on the transport before anything is timed. */
@@ -229,8 +242,8 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
           if (kind === 'inFlow') row.rawInFlow = true;
           if (kind === 'floor') row.floor = true;
           if (kind === 'flushed') row.flushed = true;
-          if (kind === 'volatile') row.persist = false;
-          if (kind === 'burst') row.burst = true;
+          if (kind === 'volatile' || kind === 'burstVolatile') row.persist = false;
+          if (kind === 'burst' || kind === 'burstVolatile') row.burst = true;
           const summary = summarize(await runRow(row), `round ${round + 1} ${transport} ${kind}`);
           rows.get(transport)?.[kind].push(summary);
           log(
@@ -244,7 +257,7 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
     }
   }
   const comparisons = SELECTED.map((transport) => {
-    const { raw, floor, inFlow, flushed, product, volatile, burst } =
+    const { raw, floor, inFlow, flushed, product, volatile, burst, burstVolatile } =
       rows.get(transport) ?? noRows();
     const versus = (rowsOf: Summary[]): Versus => ({
       summary: combine(rowsOf),
@@ -262,6 +275,7 @@ async function compare(): Promise<{ comparisons: Comparison[]; idle: Summary['fl
       product: versus(product),
       volatile: versus(volatile),
       burst: versus(burst),
+      burstVolatile: versus(burstVolatile),
     };
   });
   return { comparisons, idle };
@@ -414,14 +428,23 @@ async function main(): Promise<void> {
         '',
       ]);
       // Latency in a burst is mostly the wait in the node's queue: not comparable, not shown.
-      const burst = summaryCells(c.transport, 'product, all at once', c.burst.summary);
-      burst[4] = '-';
-      burst[5] = '-';
+      const burstCells = (label: string, versus: Versus): string[] => {
+        const cells = summaryCells(c.transport, label, versus.summary);
+        cells[4] = '-';
+        cells[5] = '-';
+        return cells;
+      };
       rows.push([
-        ...burst,
+        ...burstCells('product, all at once', c.burst),
         fmt(c.burst.ratio, 2),
         fmt(c.burst.ofInFlow, 2),
         fmt(c.burst.ofFlushed, 2),
+      ]);
+      rows.push([
+        ...burstCells('product, all at once, persist off', c.burstVolatile),
+        fmt(c.burstVolatile.ratio, 2),
+        fmt(c.burstVolatile.ofInFlow, 2),
+        '',
       ]);
     }
   }
