@@ -54,11 +54,11 @@ class OneDevicePublish implements ComposedPayload {
   readonly count = 1;
   constructor(
     private readonly text: string,
-    private readonly compose_: () => readonly Announcement[],
+    private readonly announce: () => readonly Announcement[],
   ) {}
 
   compose(): { text: string; before: readonly Announcement[] } {
-    return { text: this.text, before: this.compose_() };
+    return { text: this.text, before: this.announce() };
   }
 }
 
