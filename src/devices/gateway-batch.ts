@@ -12,24 +12,27 @@ import type { DeviceDataKind } from '../protocol/device-data';
 import type { Announcement, ComposedPayload } from './outgoing-queue';
 import { copyError } from './session-errors';
 
-export interface MessageWaiter {
-  resolve(): void;
-  reject(err: DeviceError): void;
-}
-
-/** A device named by a publish, and the type it is announced with. */
+/** A device named by a publish: the type it is announced with, and its name as JSON text. */
 export interface NamedDevice {
   readonly type: string;
+  readonly json: string;
 }
 
-interface DevicePart extends NamedDevice {
-  /** The device's name as JSON text, and its data: entries for telemetry, the object for attributes. */
-  json: string;
+export function namedDevice(name: string, type: string): NamedDevice {
+  return { type, json: JSON.stringify(name) };
+}
+
+interface DevicePart {
+  device: NamedDevice;
+  /** Its data: entries for telemetry, the object for attributes. */
   pieces: string[];
 }
 
-/** The devices a publish names, by name, announced right before it where needed. */
-export type Announcer = (devices: ReadonlyMap<string, NamedDevice>) => Announcement[];
+/** The devices a publish names, announced right before it where needed. */
+export type Announcer = (
+  names: Iterable<string>,
+  deviceOf: (name: string) => NamedDevice,
+) => Announcement[];
 
 /** Bytes of `"name":[part]` (telemetry) or `"name":part` (attributes) as one more device's entry. */
 export function devicePartBytes(kind: DeviceDataKind, nameJson: string, partBytes: number): number {
@@ -39,11 +42,14 @@ export function devicePartBytes(kind: DeviceDataKind, nameJson: string, partByte
 export class GatewayBatch implements ComposedPayload {
   /** Written (its text is fixed) or settled: nothing joins any more. */
   closed = false;
-  private readonly devices = new Map<string, DevicePart>();
-  private readonly waiters: MessageWaiter[] = [];
+  private readonly parts = new Map<string, DevicePart>();
+  private readonly resolvers: Array<() => void> = [];
+  private readonly rejecters: Array<(err: DeviceError) => void> = [];
   /** The payload's size in bytes so far: its braces, the devices' entries and their commas. */
   private bytes = 2;
   private text: string | undefined;
+  private readonly deviceOf = (name: string): NamedDevice =>
+    (this.parts.get(name) as DevicePart).device;
 
   constructor(
     readonly kind: DeviceDataKind,
@@ -54,27 +60,34 @@ export class GatewayBatch implements ComposedPayload {
   ) {}
 
   get count(): number {
-    return this.waiters.length;
+    return this.resolvers.length;
   }
 
   /**
    * Adds one device's message, checked and turned into text already; false when it cannot join
    * (written, full, or attributes of a device already in it), and the caller opens another.
    */
-  add(name: string, type: string, part: string, partBytes: number, waiter: MessageWaiter): boolean {
+  add(
+    name: string,
+    device: NamedDevice,
+    part: string,
+    partBytes: number,
+    resolve: () => void,
+    reject: (err: DeviceError) => void,
+  ): boolean {
     if (this.closed) return false;
-    const device = this.devices.get(name);
-    if (device !== undefined && this.kind === 'attributes') return false;
-    const json = device === undefined ? JSON.stringify(name) : '';
+    const joined = this.parts.get(name);
+    if (joined !== undefined && this.kind === 'attributes') return false;
     const growth =
-      device !== undefined
+      joined !== undefined
         ? 1 + partBytes
-        : (this.devices.size > 0 ? 1 : 0) + devicePartBytes(this.kind, json, partBytes);
+        : (this.parts.size > 0 ? 1 : 0) + devicePartBytes(this.kind, device.json, partBytes);
     if (this.bytes + growth > this.maxPayloadBytes) return false;
-    if (device === undefined) this.devices.set(name, { type, json, pieces: [part] });
-    else device.pieces.push(part);
+    if (joined === undefined) this.parts.set(name, { device, pieces: [part] });
+    else joined.pieces.push(part);
     this.bytes += growth;
-    this.waiters.push(waiter);
+    this.resolvers.push(resolve);
+    this.rejecters.push(reject);
     return true;
   }
 
@@ -82,28 +95,27 @@ export class GatewayBatch implements ComposedPayload {
   compose(): { text: string; before: readonly Announcement[] } {
     this.closed = true;
     this.text ??= this.build();
-    return { text: this.text, before: this.announce(this.devices) };
+    return { text: this.text, before: this.announce(this.parts.keys(), this.deviceOf) };
   }
 
   /** The session's verdict on the publish, for every message it carries. */
   settle(err?: DeviceError): void {
     this.closed = true;
-    const waiters = this.waiters.splice(0);
-    for (const [index, waiter] of waiters.entries()) {
-      if (err === undefined) waiter.resolve();
-      else waiter.reject(index === 0 ? err : copyError(err));
-    }
+    const resolvers = this.resolvers.splice(0);
+    const rejecters = this.rejecters.splice(0);
+    if (err === undefined) for (const resolve of resolvers) resolve();
+    else rejecters.forEach((reject, index) => reject(index === 0 ? err : copyError(err)));
   }
 
   private build(): string {
     const open = this.kind === 'telemetry' ? '[' : '';
     const close = this.kind === 'telemetry' ? ']' : '';
     let text = '{';
-    for (const device of this.devices.values()) {
+    for (const part of this.parts.values()) {
       if (text.length > 1) text += ',';
-      text += `${device.json}:${open}${device.pieces.join(',')}${close}`;
-      // Only the names and types are needed again, for announcements after a reconnect.
-      device.pieces = [];
+      text += `${part.device.json}:${open}${part.pieces.join(',')}${close}`;
+      // Only the devices are needed again, for announcements after a reconnect.
+      part.pieces = [];
     }
     return `${text}}`;
   }

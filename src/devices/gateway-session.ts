@@ -30,7 +30,8 @@ import {
 } from '../protocol/gateway-data';
 import { quotePrefix } from '../protocol/text';
 import { GatewayBatch, devicePartBytes } from './gateway-batch';
-import type { Announcer, MessageWaiter, NamedDevice } from './gateway-batch';
+import { namedDevice } from './gateway-batch';
+import type { Announcer, NamedDevice } from './gateway-batch';
 import { MqttSession } from './mqtt-session';
 import { DEVICE_SUBSCRIPTIONS, readDeviceMessage } from './settings';
 import type { InboundEvents, MqttSessionSettings } from './settings';
@@ -77,7 +78,8 @@ export class GatewaySession {
   private check: NodeJS.Timeout | undefined;
   /** How long the first announcement may wait for its PUBACK: the latest message's timeout. */
   private answerTimeoutMs: number;
-  private readonly announcer: Announcer = (devices) => this.announcementsFor(devices);
+  private readonly announcer: Announcer = (names, deviceOf) =>
+    this.announcementsFor(names, deviceOf);
 
   constructor(
     readonly name: string,
@@ -147,8 +149,8 @@ export class GatewaySession {
     if (message.kind === 'rpc-reply') {
       const text = gatewayRpcReplyText(deviceName, rpcRequestId(message.id), message.payload);
       this.checkSize(GATEWAY_TOPICS.rpc, Buffer.byteLength(text, 'utf8'), deviceName);
-      const named = new Map([[deviceName, { type: deviceType }]]);
-      const reply = new OneDevicePublish(text, () => this.announcer(named));
+      const device = this.known.get(deviceName) ?? namedDevice(deviceName, deviceType);
+      const reply = new OneDevicePublish(text, () => this.announcer([deviceName], () => device));
       return this.publish(GATEWAY_TOPICS.rpc, reply, timeoutMs);
     }
     const { kind, payload } = message;
@@ -157,12 +159,11 @@ export class GatewaySession {
     const topic = GATEWAY_TOPICS[kind];
     // Alone in its publish, `{` + the device's entry + `}`, under the limit however the name is
     // escaped (at most 6 bytes a character), or checked exactly.
+    const device = this.known.get(deviceName) ?? namedDevice(deviceName, deviceType);
     if (partBytes + 6 * deviceName.length + 16 > this.maxPayload[kind]) {
-      const alone = 2 + devicePartBytes(kind, JSON.stringify(deviceName), partBytes);
-      this.checkSize(topic, alone, deviceName);
+      this.checkSize(topic, 2 + devicePartBytes(kind, device.json, partBytes), deviceName);
     }
     return new Promise<void>((resolve, reject) => {
-      const waiter: MessageWaiter = { resolve, reject };
       const deadline = Date.now() + timeoutMs;
       const open = this.open[kind];
       // A message joins a waiting publish that must be accepted by its own deadline, and not
@@ -171,12 +172,12 @@ export class GatewaySession {
         open !== undefined &&
         open.deadline <= deadline &&
         open.deadline >= deadline - timeoutMs / 10 &&
-        open.add(deviceName, deviceType, part, partBytes, waiter)
+        open.add(deviceName, device, part, partBytes, resolve, reject)
       ) {
         return;
       }
       const batch = new GatewayBatch(kind, deadline, this.maxPayload[kind], this.announcer);
-      batch.add(deviceName, deviceType, part, partBytes, waiter);
+      batch.add(deviceName, device, part, partBytes, resolve, reject);
       this.open[kind] = batch;
       this.session.enqueue(topic, batch, 1, timeoutMs, (err) => batch.settle(this.verdict(err)));
     });
@@ -236,18 +237,21 @@ export class GatewaySession {
     this.verified = false;
     this.stopCheck();
     this.announcedHere = new Set();
-    return this.announcementsFor(this.known);
+    return this.announcementsFor(this.known.keys(), (name) => this.known.get(name) as NamedDevice);
   }
 
   /** Announcements for the devices not yet announced on this connection. */
-  private announcementsFor(devices: ReadonlyMap<string, NamedDevice>): Announcement[] {
+  private announcementsFor(
+    names: Iterable<string>,
+    deviceOf: (name: string) => NamedDevice,
+  ): Announcement[] {
     const announcements: Announcement[] = [];
-    for (const name of devices.keys()) {
+    for (const name of names) {
       if (this.announcedHere.has(name)) continue;
       this.announcedHere.add(name);
       let known = this.known.get(name);
       if (known === undefined) {
-        known = { type: (devices.get(name) as NamedDevice).type };
+        known = deviceOf(name);
         this.known.set(name, known);
       }
       const announcement: Announcement = {
