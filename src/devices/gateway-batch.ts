@@ -28,10 +28,14 @@ interface DevicePart {
   pieces: string[];
 }
 
-/** The devices a publish names, announced right before it where needed. */
+/**
+ * The devices a publish names, announced right before it where needed. `allKnownAt`: the
+ * announcer's epoch when every one of them was added already known (then none may need it).
+ */
 export type Announcer = (
   names: Iterable<string>,
   deviceOf: (name: string) => NamedDevice,
+  allKnownAt: number | undefined,
 ) => Announcement[];
 
 /** Bytes of `"name":[part]` (telemetry) or `"name":part` (attributes) as one more device's entry. */
@@ -48,6 +52,8 @@ export class GatewayBatch implements ComposedPayload {
   /** The payload's size in bytes so far: its braces, the devices' entries and their commas. */
   private bytes = 2;
   private text: string | undefined;
+  /** Every device was announced before it joined (known to the gateway). */
+  private allKnown = true;
   private readonly deviceOf = (name: string): NamedDevice =>
     (this.parts.get(name) as DevicePart).device;
 
@@ -57,6 +63,8 @@ export class GatewayBatch implements ComposedPayload {
     readonly deadline: number,
     private readonly maxPayloadBytes: number,
     private readonly announce: Announcer,
+    /** The announcer's epoch when the publish was opened. */
+    private readonly epoch: number,
   ) {}
 
   get count(): number {
@@ -74,6 +82,7 @@ export class GatewayBatch implements ComposedPayload {
     partBytes: number,
     resolve: () => void,
     reject: (err: DeviceError) => void,
+    known: boolean,
   ): boolean {
     if (this.closed) return false;
     const joined = this.parts.get(name);
@@ -86,6 +95,7 @@ export class GatewayBatch implements ComposedPayload {
     if (joined === undefined) this.parts.set(name, { device, pieces: [part] });
     else joined.pieces.push(part);
     this.bytes += growth;
+    if (!known) this.allKnown = false;
     this.resolvers.push(resolve);
     this.rejecters.push(reject);
     return true;
@@ -95,7 +105,8 @@ export class GatewayBatch implements ComposedPayload {
   compose(): { text: string; before: readonly Announcement[] } {
     this.closed = true;
     this.text ??= this.build();
-    return { text: this.text, before: this.announce(this.parts.keys(), this.deviceOf) };
+    const allKnownAt = this.allKnown ? this.epoch : undefined;
+    return { text: this.text, before: this.announce(this.parts.keys(), this.deviceOf, allKnownAt) };
   }
 
   /** The session's verdict on the publish, for every message it carries. */

@@ -78,8 +78,13 @@ export class GatewaySession {
   private check: NodeJS.Timeout | undefined;
   /** How long the first announcement may wait for its PUBACK: the latest message's timeout. */
   private answerTimeoutMs: number;
-  private readonly announcer: Announcer = (names, deviceOf) =>
-    this.announcementsFor(names, deviceOf);
+  /**
+   * Moves on with each connection and each disconnect: every device known is announced on the
+   * current connection unless one of those happened since.
+   */
+  private epoch = 0;
+  private readonly announcer: Announcer = (names, deviceOf, allKnownAt) =>
+    allKnownAt === this.epoch ? [] : this.announcementsFor(names, deviceOf);
 
   constructor(
     readonly name: string,
@@ -150,7 +155,9 @@ export class GatewaySession {
       const text = gatewayRpcReplyText(deviceName, rpcRequestId(message.id), message.payload);
       this.checkSize(GATEWAY_TOPICS.rpc, Buffer.byteLength(text, 'utf8'), deviceName);
       const device = this.known.get(deviceName) ?? namedDevice(deviceName, deviceType);
-      const reply = new OneDevicePublish(text, () => this.announcer([deviceName], () => device));
+      const reply = new OneDevicePublish(text, () =>
+        this.announcer([deviceName], () => device, undefined),
+      );
       return this.publish(GATEWAY_TOPICS.rpc, reply, timeoutMs);
     }
     const { kind, payload } = message;
@@ -159,7 +166,8 @@ export class GatewaySession {
     const topic = GATEWAY_TOPICS[kind];
     // Alone in its publish, `{` + the device's entry + `}`, under the limit however the name is
     // escaped (at most 6 bytes a character), or checked exactly.
-    const device = this.known.get(deviceName) ?? namedDevice(deviceName, deviceType);
+    const known = this.known.get(deviceName);
+    const device = known ?? namedDevice(deviceName, deviceType);
     if (partBytes + 6 * deviceName.length + 16 > this.maxPayload[kind]) {
       this.checkSize(topic, 2 + devicePartBytes(kind, device.json, partBytes), deviceName);
     }
@@ -172,12 +180,18 @@ export class GatewaySession {
         open !== undefined &&
         open.deadline <= deadline &&
         open.deadline >= deadline - timeoutMs / 10 &&
-        open.add(deviceName, device, part, partBytes, resolve, reject)
+        open.add(deviceName, device, part, partBytes, resolve, reject, known !== undefined)
       ) {
         return;
       }
-      const batch = new GatewayBatch(kind, deadline, this.maxPayload[kind], this.announcer);
-      batch.add(deviceName, device, part, partBytes, resolve, reject);
+      const batch = new GatewayBatch(
+        kind,
+        deadline,
+        this.maxPayload[kind],
+        this.announcer,
+        this.epoch,
+      );
+      batch.add(deviceName, device, part, partBytes, resolve, reject, known !== undefined);
       this.open[kind] = batch;
       this.session.enqueue(topic, batch, 1, timeoutMs, (err) => batch.settle(this.verdict(err)));
     });
@@ -191,10 +205,14 @@ export class GatewaySession {
   /** `v1/gateway/disconnect` for the device, after what was queued for it; it is forgotten. */
   disconnectDevice(deviceName: string, timeoutMs: number): Promise<void> {
     this.known.delete(deviceName);
+    this.epoch++;
     // Data sent later must not join a publish queued before the disconnect.
     this.open = {};
     const disconnect = new OneDevicePublish(gatewayDisconnectText(deviceName), () => {
+      // Announced before this was written (for data queued ahead of it): forgotten again.
       this.announcedHere.delete(deviceName);
+      this.known.delete(deviceName);
+      this.epoch++;
       return [];
     });
     return this.publish(GATEWAY_TOPICS.disconnect, disconnect, timeoutMs);
@@ -234,6 +252,7 @@ export class GatewaySession {
   /** A new connection: every device known is announced again, ahead of the queue. */
   private onConnected(): readonly Announcement[] {
     this.connection++;
+    this.epoch++;
     this.verified = false;
     this.stopCheck();
     this.announcedHere = new Set();
