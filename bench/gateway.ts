@@ -10,7 +10,7 @@
  *     one reading each, product against the raw batching client.
  * Every row runs in a fresh process after a warm-up that announces every device; medians over the
  * rounds, the order of the rows rotated each round. Not part of the test suite.
- * Run: npx tsx bench/gateway.ts [readings] [rounds] [devices]
+ * Run: npm run build && npx tsx bench/gateway.ts [readings] [rounds] [devices]
  */
 import type { MqttClient } from 'mqtt';
 import { Emulator } from '../src/emulator';
@@ -55,8 +55,17 @@ const reading = (n: number): { temperature: number; n: number } => ({
   n,
 });
 
+/** The devices layer as it ships (`npm run build` first): compiled, not through tsx's loader. */
+function devicesModule(): typeof import('../src/devices') {
+  try {
+    return require('../nodes/devices') as typeof import('../src/devices');
+  } catch {
+    throw new Error('bench/gateway.ts measures the build: run `npm run build` first.');
+  }
+}
+
 function productSender(ports: Ports): { send: Send; close(): Promise<unknown> } {
-  const { DeviceConnections } = require('../src/devices') as typeof import('../src/devices');
+  const { DeviceConnections } = devicesModule();
   const connections = new DeviceConnections({ server: { host: HOST, ports } });
   const gatewayLogin = { type: 'ACCESS_TOKEN', token: GATEWAY_TOKEN } as const;
   return {
