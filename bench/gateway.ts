@@ -296,17 +296,20 @@ async function main(): Promise<void> {
       `warm-up, ${IN_FLIGHT} in flight, QoS 1; medians of ${ROUNDS} rounds\n`,
   );
   out(
-    `${'row'.padEnd(13)}${pad('readings/s', 11)}${pad('CPU us/reading', 16)}${pad('fail', 6)}${pad('product/row', 13)}`,
+    `${'row'.padEnd(13)}${pad('readings/s', 11)}${pad('CPU us/reading', 16)}${pad('fail', 6)}${pad('product/row (rounds)', 24)}`,
   );
   const product = rates.get('product') ?? [];
   for (const kind of rateKinds) {
     const rows = rates.get(kind) ?? [];
+    const ratios = product.map((p, i) => p.rate / rows[i].rate);
     const ratio =
-      kind === 'product' ? '' : median(product.map((p, i) => p.rate / rows[i].rate)).toFixed(2);
+      kind === 'product'
+        ? ''
+        : `${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
     out(
       `${kind.padEnd(13)}${pad(median(rows.map((r) => r.rate)).toFixed(0), 11)}` +
         `${pad(median(rows.map((r) => r.cpuPerReading)).toFixed(2), 16)}` +
-        `${pad(Math.max(...rows.map((r) => r.failures)), 6)}${pad(ratio, 13)}`,
+        `${pad(Math.max(...rows.map((r) => r.failures)), 6)}${pad(ratio, 24)}`,
     );
   }
   out(`\n${DEVICES} devices announced through one gateway, medians of ${ROUNDS} rounds\n`);
