@@ -27,8 +27,60 @@
     },
 
     /** ${NAME} or $(NAME): an environment variable Node-RED substitutes at deploy. */
-    isEnvReference: function (value) {
-      return typeof value === 'string' && /^\$\{[^}]+\}$|^\$\([^)]+\)$/.test(value.trim());
+    isEnvReference: isEnvReference,
+
+    /** A validator of a number of at least `min` (whole with `integer`), refusing with t(errorKey). */
+    numberAtLeast: function (t, errorKey, min, integer) {
+      return function (v) {
+        if (isEnvReference(v)) {
+          return true;
+        }
+        var text = String(v === undefined || v === null ? '' : v).trim();
+        var n = Number(text);
+        if (text !== '' && isFinite(n) && n >= min && (!integer || Math.floor(n) === n)) {
+          return true;
+        }
+        return t(errorKey);
+      };
+    },
+
+    /**
+     * A validator of the deviceName typed input: an empty fixed name is refused already here, since
+     * ThingsBoard would invent a name nobody learns.
+     */
+    deviceNameValidator: function (t, errorKey) {
+      var validTyped = RED.validators.typedInput('deviceNameType');
+      return function (v, opt) {
+        var type = $('#node-input-deviceNameType').val() || this.deviceNameType;
+        if (type === 'str' && String(v === undefined || v === null ? '' : v).trim() === '') {
+          return t(errorKey);
+        }
+        return validTyped.call(this, v, opt);
+      };
+    },
+
+    /** A validator of the gateway's name: required when the node sends or receives through one. */
+    gatewayValidator: function (t, errorKey) {
+      return function (v) {
+        var via = $('#node-input-via').val() || this.via;
+        if (via === 'gateway' && String(v === undefined || v === null ? '' : v).trim() === '') {
+          return t(errorKey);
+        }
+        return true;
+      };
+    },
+
+    /** Shows `row` when the chosen server uses TLS and the transport has none (CoAP). */
+    warnCoapOverTls: function (config, transportName, row) {
+      var transports = RED.settings.thingsboardProvisionConfigTransports;
+      var server = RED.nodes.node(config.val());
+      var usesTls = !!server && (server.usetls === true || server.usetls === 'true');
+      var withoutTls = !!transports[transportName] && !transports[transportName].tls;
+      row.toggleClass('hide', !(withoutTls && usesTls));
     },
   };
+
+  function isEnvReference(value) {
+    return typeof value === 'string' && /^\$\{[^}]+\}$|^\$\([^)]+\)$/.test(value.trim());
+  }
 })();

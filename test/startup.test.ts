@@ -81,6 +81,58 @@ describe('start-up of the package', function () {
     ]);
   });
 
+  it('deployed device nodes load mqtt.js only when a device first connects over MQTT', async function () {
+    const steps = await runFresh(`
+      ${LOADED_LIBRARIES}
+      const fs = require('node:fs');
+      const net = require('node:net');
+      const os = require('node:os');
+      const path = require('node:path');
+      const helper = require('node-red-node-test-helper');
+      helper.init(require.resolve('node-red'));
+      const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-startup-'));
+      const server = net.createServer().listen(0, '127.0.0.1', async () => {
+        const port = server.address().port;
+        server.close();
+        const flow = [
+          { id: 'tab', type: 'tab' },
+          { id: 'cfg', type: 'thingsboard-provision-config', host: '127.0.0.1',
+            mqttPort: port, httpPort: port, coapPort: port },
+          { id: 'dev', z: 'tab', type: 'thingsboard-device-out', config: 'cfg', via: 'device',
+            transport: 'mqtt', provision: false, timeout: 2, wires: [[]] },
+          { id: 'din', z: 'tab', type: 'thingsboard-device-in', config: 'cfg', via: 'device',
+            wires: [[]] },
+        ];
+        helper.settings({ userDir });
+        await helper.load(${RUNTIMES}.map((runtime) => require(runtime)), flow, {});
+        const steps = [{ after: 'deploy', loaded: loaded() }];
+        const dev = helper.getNode('dev');
+        const failed = new Promise((resolve) => dev.once('call:error', resolve));
+        dev.receive({ deviceName: 'nobody', payload: { t: 1 } });
+        await failed;
+        steps.push({ after: 'not provisioned', loaded: loaded() });
+        dev.receive({
+          payload: { status: 'SUCCESS', deviceName: 'startup-device',
+            credentialsType: 'ACCESS_TOKEN', credentialsValue: 'startup-token' },
+          thingsboard: { host: '127.0.0.1', provisionedAt: new Date().toISOString() },
+        });
+        // Credentials handed over open the device's session at once.
+        for (let i = 0; i < 100 && loaded().length === 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        steps.push({ after: 'connect', loaded: loaded() });
+        await helper.unload();
+        fs.rmSync(userDir, { recursive: true, force: true });
+        console.log(JSON.stringify(steps));
+      });
+    `);
+    assert.deepEqual(steps, [
+      { after: 'deploy', loaded: [] },
+      { after: 'not provisioned', loaded: [] },
+      { after: 'connect', loaded: ['mqtt', 'mqtt-packet'] },
+    ]);
+  });
+
   it('loads the Redis client only for a config node that chose the Redis store', async function () {
     const steps = await runFresh(`
       ${LOADED_LIBRARIES}

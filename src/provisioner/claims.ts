@@ -12,10 +12,12 @@ import type {
   CredentialStore,
   DeviceClaim,
   GeneratedMaterial,
+  HeldElsewhere,
   SentCredentials,
 } from '../store/types';
 import type { Backoff } from './backoff';
-import type { Flight } from './single-flight';
+import { answerFromStore } from './results';
+import { takesStored, type Flight, type SingleFlight } from './single-flight';
 import type { ProvisionJob } from './types';
 import type { PreparedJob } from './validate';
 
@@ -29,6 +31,28 @@ export function holdTime(job: ProvisionJob, backoff: Backoff): number {
     waits += Math.min(backoff.maxMs, backoff.baseMs * 2 ** retry);
   }
   return job.timeoutMs * (job.retries + 2) + waits + HOLD_MARGIN_MS;
+}
+
+/**
+ * In the flight's slot: holds its device in the shared store, reading the entry under the hold;
+ * the jobs content with a stored answer get it from that entry. Resolves with whether an exchange
+ * is left to make, or with the other process's hold to wait for (outside any slot).
+ */
+export async function holdDevice(
+  flight: Flight,
+  store: CredentialStore,
+  backoff: Backoff,
+  flights: SingleFlight,
+): Promise<boolean | HeldElsewhere> {
+  if (!store.claim) return true;
+  const claim = await store.claim(flight.key, { holdMs: holdTime(flight.prepared.job, backoff) });
+  if (!claim.held) return claim;
+  flight.claim = claim;
+  if (claim.entry && flight.participants.some(takesStored)) {
+    flights.answer(flight, answerFromStore(claim.entry), takesStored);
+    flight.persist = flight.participants.some((p) => p.job.persist);
+  }
+  return flight.participants.length > 0;
 }
 
 /** Lets go of the flight's hold, if it has one; the store never rejects a release. */

@@ -1,21 +1,30 @@
 /**
  * One provisioning job from message to kept credentials, step by step: validate, join the
- * device's flight, look in the store, wait for a slot, exchange (with retries and lost-answer
- * recovery), keep the answer, answer every job of the flight. No Node-RED and no sockets here.
+ * device's flight, look in the store, make sure the store can keep an answer, wait for a slot,
+ * exchange (with retries and lost-answer recovery), keep the answer, answer every job of the
+ * flight. No Node-RED and no sockets here.
  */
 import { setMaxListeners } from 'node:events';
 import { ProvisionError, errorText } from '../protocol/errors';
 import { buildRequest } from '../protocol/request';
 import type { DeviceCredentials, ProvisionAnswer, ProvisionRequest } from '../protocol/types';
 import { deviceKey } from '../store/entry';
-import type { CredentialStore, DeviceClaim, HeldElsewhere, StoredEntry } from '../store/types';
+import { isStoreUnavailable } from '../store/errors';
+import type { CredentialStore, StoredEntry } from '../store/types';
 import { getTransport, verifyDeviceCredentials } from '../transports';
 import type { Transport, TransportName } from '../transports/types';
 import { DEFAULT_BACKOFF, sleep, type Backoff, type Sleep } from './backoff';
-import { holdTime, recordSending, releaseClaim, unansweredCredentials } from './claims';
+import { holdDevice, recordSending, releaseClaim, unansweredCredentials } from './claims';
 import { generateCredentials } from './credentials';
-import { CredentialsNotSavedError, ProvisionCancelledError, asProvisionError } from './errors';
+import {
+  CredentialsNotSavedError,
+  ProvisionCancelledError,
+  asProvisionError,
+  refuseForStore,
+  storeRefusal,
+} from './errors';
 import { recoverLostAnswer, type VerifyCredentials } from './recovery';
+import { answerFromStore, entryOf, resultOf } from './results';
 import { withRetries } from './retry';
 import { scrub, secretsOf } from './scrub';
 import { SingleFlight, takesStored, type Flight } from './single-flight';
@@ -51,9 +60,12 @@ export class Provisioner {
   private readonly sleep: Sleep;
   private readonly slots: Slots<Flight>;
   private readonly flights: SingleFlight;
+  /** Aborts every exchange at once. */
   private readonly closing = new AbortController();
+  /** Closing has begun: no new job, no further attempt; requests already sent may finish. */
+  private readonly draining = new AbortController();
   /** Flights from their slot to their answer, for close() to wait on. */
-  private readonly flying = new Set<Promise<void>>();
+  private readonly flying = new Map<Promise<void>, Flight>();
   /** The store's loading, cut short by close(): one wait shared by every flight. */
   private storeReady?: Promise<void>;
   private storeLoaded = false;
@@ -67,8 +79,9 @@ export class Provisioner {
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.random = options.random ?? Math.random;
     this.sleep = options.sleep ?? sleep;
-    // Every running exchange listens on this one signal; many at once are expected.
+    // Every running exchange listens on these signals; many at once are expected.
     setMaxListeners(0, this.closing.signal);
+    setMaxListeners(0, this.draining.signal);
   }
 
   get inFlight(): number {
@@ -85,7 +98,7 @@ export class Provisioner {
 
   /** Resolves with the credentials; rejects with a ProvisionError (never with a secret in it). */
   provision(job: ProvisionJob): Promise<ProvisionResult> {
-    if (this.closing.signal.aborted || job.signal?.aborted) {
+    if (this.draining.signal.aborted || job.signal?.aborted) {
       return Promise.reject(new ProvisionCancelledError());
     }
     let prepared: PreparedJob;
@@ -107,12 +120,28 @@ export class Provisioner {
     return answer;
   }
 
-  /** Aborts queued and running jobs (they reject with ProvisionCancelledError) and waits for them. */
-  async close(): Promise<void> {
-    this.closing.abort();
+  /**
+   * Takes no new job; jobs whose request was not sent yet reject with ProvisionCancelledError.
+   * Requests already sent finish within their deadline, with no further attempt, and their
+   * answers are kept; after `graceMs` those still running are aborted too. Resolves when all
+   * have settled.
+   */
+  async close(graceMs = 0): Promise<void> {
+    this.draining.abort();
     this.slots.takeAll();
-    for (const flight of this.flights.cancelAll()) flight.controller?.abort();
-    while (this.flying.size > 0) await Promise.allSettled([...this.flying]);
+    for (const flight of this.flights.cancelAll((f) => !f.sent)) flight.controller?.abort();
+    const abortRest = (): void => {
+      this.closing.abort();
+      for (const flight of this.flying.values()) flight.controller?.abort();
+    };
+    const timer = graceMs > 0 ? setTimeout(abortRest, graceMs) : undefined;
+    if (timer === undefined) abortRest();
+    try {
+      while (this.flying.size > 0) await Promise.allSettled([...this.flying.keys()]);
+    } finally {
+      clearTimeout(timer);
+      abortRest();
+    }
   }
 
   /** The store's entry for a flight whose first job keeps credentials; a slot when it has none. */
@@ -127,13 +156,27 @@ export class Provisioner {
     }
     if (flight.participants.length === 0) return;
     if (!flight.participants.some(takesStored)) {
-      this.slots.enter(flight);
+      this.whenWritable(flight, store);
       return;
     }
     store.get(flight.key).then(
-      (entry) => this.lookedUp(flight, entry),
+      (entry) => (entry ? this.lookedUp(flight, entry) : this.whenWritable(flight, store, true)),
       (err: unknown) => this.unreadable(flight, store, err),
     );
+  }
+
+  /**
+   * A slot once the store can keep the answer. A write that failed earlier is retried first; it
+   * may have been this device's, so a job that takes stored credentials looks again after it.
+   */
+  private whenWritable(flight: Flight, store: CredentialStore, lookAgain = false): void {
+    store
+      .writable()
+      .then((wrote) => (wrote && lookAgain ? store.get(flight.key) : undefined))
+      .then(
+        (entry) => this.lookedUp(flight, entry),
+        (err: unknown) => this.unreadable(flight, store, err),
+      );
   }
 
   private lookedUp(flight: Flight, entry: StoredEntry | undefined): void {
@@ -155,12 +198,14 @@ export class Provisioner {
     }
     const name = store.describe();
     const remedy = store.remedy?.('read') ?? 'fix the file or its folder and try again';
-    const failure = new ProvisionError(
-      'FAILURE',
-      `${name.charAt(0).toUpperCase()}${name.slice(1)} could not be read: ${errorText(err)}. ` +
-        `Nothing was sent to the server; ${remedy}.`,
-      { cause: err },
-    );
+    const failure = isStoreUnavailable(err)
+      ? storeRefusal(err)
+      : new ProvisionError(
+          'FAILURE',
+          `${name.charAt(0).toUpperCase()}${name.slice(1)} could not be read: ${errorText(err)}. ` +
+            `Nothing was sent to the server; ${remedy}.`,
+          { cause: err },
+        );
     this.flights.fail(flight, failure, (p) => p.job.persist);
     if (flight.participants.length === 0) return;
     flight.persist = false;
@@ -180,6 +225,8 @@ export class Provisioner {
         },
         (err: unknown) => {
           signal.removeEventListener('abort', onAbort);
+          // The next job asks again: a lock let go, or a file replaced, may let it load.
+          this.storeReady = undefined;
           reject(err);
         },
       );
@@ -189,6 +236,7 @@ export class Provisioner {
 
   /** In its slot: the exchange, then keeping the answer, then answering every job. */
   private fly(flight: Flight): void {
+    flight.sent = true;
     const landed = this.exchangeAndKeep(flight)
       .then(
         (result) => {
@@ -197,7 +245,7 @@ export class Provisioner {
         (err: unknown) => this.flights.fail(flight, err),
       )
       .then(() => releaseClaim(flight));
-    this.flying.add(landed);
+    this.flying.set(landed, flight);
     void landed.then(() => this.flying.delete(landed));
   }
 
@@ -205,7 +253,12 @@ export class Provisioner {
   private async exchangeAndKeep(flight: Flight): Promise<ProvisionResult | undefined> {
     let result: ProvisionResult;
     try {
-      if (!(await this.hold(flight))) return undefined;
+      // Queued while a write failed: still nothing is sent until the store can keep the answer.
+      if (flight.persist) await this.requireStore().writable().catch(refuseForStore);
+      if (!(await this.hold(flight))) {
+        flight.sent = false;
+        return undefined;
+      }
       result = await this.exchange(flight);
     } finally {
       // The slot is freed when the exchange ends, before the answer is stored.
@@ -216,38 +269,22 @@ export class Provisioner {
     return result;
   }
 
-  /**
-   * With a shared store, a flight that keeps its answer holds its device there first, reading the
-   * entry under the hold. False when the flight has no exchange to make: answered from that entry,
-   * gone to wait (outside any slot) for the process that holds the device, or failed.
-   */
+  /** False when the flight has no exchange to make: see holdDevice(). */
   private async hold(flight: Flight): Promise<boolean> {
     const store = this.store;
     if (!flight.persist || !store?.claim) return true;
-    let claim: DeviceClaim | HeldElsewhere;
-    try {
-      claim = await store.claim(flight.key, {
-        holdMs: holdTime(flight.prepared.job, this.backoff),
-      });
-    } catch (err) {
+    const next = await holdDevice(flight, store, this.backoff, this.flights).catch((err) => {
       // Queued again without the store for the jobs that did not ask for it.
       this.unreadable(flight, store, err);
       return false;
-    }
-    if (!claim.held) {
-      // Looked up again once the other process let go: its answer is then in the store.
-      claim.released(flight.signal).then(
-        () => this.lookUp(flight),
-        () => undefined,
-      );
-      return false;
-    }
-    flight.claim = claim;
-    if (claim.entry && flight.participants.some(takesStored)) {
-      this.flights.answer(flight, answerFromStore(claim.entry), takesStored);
-      flight.persist = flight.participants.some((p) => p.job.persist);
-    }
-    return flight.participants.length > 0;
+    });
+    if (typeof next === 'boolean') return next;
+    // Looked up again once the other process let go: its answer is then in the store.
+    next.released(flight.signal).then(
+      () => this.lookUp(flight),
+      () => undefined,
+    );
+    return false;
   }
 
   /** Nobody waits for the flight any more: out of the queue, or its exchange stopped. */
@@ -279,10 +316,12 @@ export class Provisioner {
       credentials,
       gateway: prepared.job.gateway === true,
     });
+    // Closing began while this flight checked the store or made its key: not sent, so dropped.
+    if (this.draining.signal.aborted) throw new ProvisionCancelledError();
     try {
       const again = unanswered !== undefined;
       const { answer, recovered } = await this.send(prepared, request, credentials, signal, again);
-      return resultOf(prepared.deviceName, answer, generated, recovered);
+      return resultOf(prepared, answer, generated, recovered);
     } catch (err) {
       throw scrub(err, secretsOf(credentials, generated));
     }
@@ -316,6 +355,7 @@ export class Provisioner {
         random: this.random,
         sleep: this.sleep,
         signal,
+        stop: this.draining.signal,
         onRetry: (err) => {
           maybeDelivered ||= err.maybeDelivered;
         },
@@ -324,6 +364,8 @@ export class Provisioner {
     } catch (err) {
       const lost = err instanceof ProvisionError && err.status === 'FAILURE' && maybeDelivered;
       if (!lost || err instanceof ProvisionCancelledError) throw err;
+      // Closing: a check would be one more request.
+      if (this.draining.signal.aborted) throw new ProvisionCancelledError(err);
       const answer = await recoverLostAnswer(prepared, credentials, err, signal, this.verify);
       return { answer, recovered: true };
     }
@@ -331,16 +373,8 @@ export class Provisioner {
 
   private async keep(result: ProvisionResult, prepared: PreparedJob): Promise<void> {
     const store = this.requireStore();
-    const entry: StoredEntry = {
-      host: prepared.job.target.host,
-      provisionDeviceKey: prepared.provisionDeviceKey,
-      deviceName: result.deviceName,
-      answer: result.answer,
-      provisionedAt: result.provisionedAt,
-    };
-    if (result.generated) entry.generated = result.generated;
     try {
-      await store.put(entry);
+      await store.put(entryOf(result, prepared));
     } catch (err) {
       throw new CredentialsNotSavedError(result, store.describe(), err, store.remedy?.('write'));
     }
@@ -364,44 +398,4 @@ export class Provisioner {
     }
     return transport;
   }
-}
-
-/** The certificate's base64 body, as ThingsBoard returns it. */
-function certificateBody(pem: string): string {
-  return pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
-}
-
-function resultOf(
-  deviceName: string,
-  answer: ProvisionAnswer,
-  generated: GeneratedMaterial | undefined,
-  recovered: boolean,
-): ProvisionResult {
-  const result: ProvisionResult = {
-    deviceName,
-    answer,
-    cached: false,
-    provisionedAt: new Date().toISOString(),
-  };
-  // A pre-provisioned device answers with its own certificate: our new key would not fit it.
-  if (
-    generated?.certificate !== undefined &&
-    answer.credentialsType === 'X509_CERTIFICATE' &&
-    certificateBody(answer.credentialsValue) === certificateBody(generated.certificate)
-  ) {
-    result.generated = generated;
-  }
-  if (recovered) result.recovered = true;
-  return result;
-}
-
-function answerFromStore(entry: StoredEntry): ProvisionResult {
-  const result: ProvisionResult = {
-    deviceName: entry.deviceName,
-    answer: entry.answer,
-    cached: true,
-    provisionedAt: entry.provisionedAt,
-  };
-  if (entry.generated) result.generated = entry.generated;
-  return result;
 }

@@ -20,7 +20,8 @@ const USAGE = `Usage: tb-provision-store copy --from <store> --to <store> [optio
 
 Copies every credentials entry of one store into another: entries the target lacks are added,
 entries it holds alike are left, entries it holds differently are reported and left (unless
---overwrite). Running it again changes nothing. Stop Node-RED before copying into a file store.
+--overwrite). Running it again changes nothing. A file store is locked while its Node-RED runs:
+stop that Node-RED first.
 
 A store is
   file:<dir>             the store in a Node-RED user directory (e.g. file:$HOME/.node-red)

@@ -1,6 +1,7 @@
 import type { Node } from 'node-red';
 import type { StoreLease, StoreWarningListener } from '../../store';
 import type { TransportName, TransportTarget } from '../../transports/types';
+import type { DeviceHub } from './device-hub';
 
 /** The config node's credentials. */
 export interface ProvisionKeys {
@@ -19,4 +20,6 @@ export interface ProvisionConfigNode extends Node<ProvisionKeys> {
   target(transport: TransportName): TransportTarget;
   /** The store this server's nodes share, opened on first use; release the lease on close. */
   useStore(onWarning: StoreWarningListener): StoreLease;
+  /** The device connections and credentials this server's device nodes share; lease it. */
+  deviceHub: DeviceHub;
 }

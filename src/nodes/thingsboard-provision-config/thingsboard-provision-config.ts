@@ -14,6 +14,7 @@ import {
 } from '../../store';
 import { TRANSPORTS, TRANSPORT_NAMES } from '../../transports/types';
 import type { TlsOptions, TransportName, TransportTarget } from '../../transports/types';
+import { DeviceHub } from '../shared/device-hub';
 import type { ProvisionConfigNode, ProvisionKeys } from '../shared/server-config';
 
 const CONFIG_TYPE = 'thingsboard-provision-config';
@@ -63,6 +64,9 @@ function parsePort(value: unknown, fallback: number): number {
 
 /** Node-RED entry point: registers the ThingsBoard server configuration node. */
 export = function registerConfigNode(RED: NodeAPI): void {
+  const t = (key: string, params?: Record<string, string | number>): string =>
+    RED._(`${CONFIG_TYPE}.${key}`, params);
+
   function ThingsboardProvisionConfig(this: ProvisionConfigNode, def: ConfigDef): void {
     RED.nodes.createNode(this, def);
     const node: ProvisionConfigNode = this; // eslint-disable-line @typescript-eslint/no-this-alias
@@ -168,8 +172,44 @@ export = function registerConfigNode(RED: NodeAPI): void {
       });
     };
     node.useStore = (onWarning) => store.lease(onWarning);
+
+    node.deviceHub = new DeviceHub(
+      {
+        host: node.host,
+        ports: node.ports,
+        usetls: node.usetls,
+        target: (transport) => node.target(transport),
+        keys: () => node.credentials ?? {},
+        useStore: (onWarning) => node.useStore(onWarning),
+      },
+      {
+        onStoreWarning: (_english, warning) =>
+          node.warn(
+            warning.kind === 'damaged'
+              ? t('warn.storeDamaged', { movedTo: warning.movedTo })
+              : t('warn.storeError', { error: warning.error }),
+          ),
+        onUnsent: (count) => node.warn(t('warn.unsent', { count })),
+      },
+    );
+    // One log line per device when its session is taken over or refused, not one per attempt.
+    const troubled = new Map<string, string>();
+    node.deviceHub.on('session', ({ deviceName, state, reason }) => {
+      if (state !== 'taken-over' && state !== 'unauthorized') {
+        troubled.delete(deviceName);
+        return;
+      }
+      if (troubled.get(deviceName) === state) return;
+      troubled.set(deviceName, state);
+      const key = state === 'taken-over' ? 'warn.takenOver' : 'warn.refused';
+      node.warn(t(key, { reason: reason ?? '' }));
+    });
+
     node.on('close', (_removed: boolean, done: () => void) => {
-      void store.close().then(done);
+      void node.deviceHub
+        .close()
+        .then(() => store.close())
+        .then(done);
     });
   }
 

@@ -1,21 +1,17 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { ProvisionError } from '../../protocol/errors';
-import { MAX_DEVICE_NAME_LENGTH } from '../../protocol/request';
-import { findBadCharacter, quotePrefix } from '../../protocol/text';
+import { ProvisionError, errorText } from '../../protocol/errors';
 import { CREDENTIALS_MODES, isCredentialsMode } from '../../protocol/types';
 import { CredentialsNotSavedError, Provisioner, isCancelledError } from '../../provisioner';
 import type { ProvisionResult } from '../../provisioner/types';
+import { deviceKey } from '../../store';
 import type { StoreLease } from '../../store';
-import {
-  closeCoapLinks,
-  closeHttpAgents,
-  forgetTlsSessions,
-  verifyDeviceCredentials,
-} from '../../transports';
+import { verifyDeviceCredentials } from '../../transports';
 import { TRANSPORTS, isTransportName } from '../../transports/types';
 import { outputFields } from '../shared/message';
+import { closeGraceMs, failWithText, nameForText, numberSetting } from '../shared/node-input';
 import type { ProvisionConfigNode } from '../shared/server-config';
 import { StatusReporter } from '../shared/status';
+import { useTransports } from '../shared/transport-users';
 
 const PROVISION_TYPE = 'thingsboard-provision';
 
@@ -40,20 +36,6 @@ type ProvisionMessage = NodeMessageInFlow & {
   [key: string]: unknown;
 };
 
-/** Provision nodes alive in this process; the shared HTTP agents close with the last one. */
-let liveNodes = 0;
-
-function numberSetting(value: unknown, fallback: number, min: number): number {
-  const n = Number(value);
-  return value === undefined || value === '' || !Number.isFinite(n) ? fallback : Math.max(min, n);
-}
-
-/** The device name for an error text: as given when clean, else quoted, escaped and cut short. */
-function nameForText(name: string): string {
-  const clean = name.length <= MAX_DEVICE_NAME_LENGTH && findBadCharacter(name) === undefined;
-  return clean ? name : quotePrefix(name, 64);
-}
-
 function evaluateProperty(
   RED: NodeAPI,
   node: Node,
@@ -76,7 +58,7 @@ export = function registerProvisionNode(RED: NodeAPI): void {
   function ThingsboardProvision(this: Node, def: ProvisionDef): void {
     RED.nodes.createNode(this, def);
     const node: Node = this; // eslint-disable-line @typescript-eslint/no-this-alias
-    liveNodes++;
+    const releaseTransports = useTransports();
 
     const server = def.config
       ? (RED.nodes.getNode(def.config) as ProvisionConfigNode | null)
@@ -105,7 +87,9 @@ export = function registerProvisionNode(RED: NodeAPI): void {
           node.warn(
             warning.kind === 'damaged'
               ? t('warn.storeDamaged', { movedTo: warning.movedTo })
-              : t('warn.storeError', { error: warning.error }),
+              : warning.kind === 'unavailable'
+                ? t('warn.storeUnavailable', { error: warning.error })
+                : t('warn.storeError', { error: warning.error }),
           ),
         );
       } catch (err) {
@@ -197,54 +181,77 @@ export = function registerProvisionNode(RED: NodeAPI): void {
           send(message);
           done();
         },
-        (err: unknown) => {
-          const failure =
-            err instanceof ProvisionError
-              ? err
-              : new ProvisionError('PROTOCOL_ERROR', String((err as Error)?.message ?? err));
-          const deviceName =
-            typeof seen.deviceName === 'string' ? seen.deviceName.trim() : undefined;
-          message.payload = { status: failure.status, errorMsg: failure.message, deviceName };
-          if (err instanceof CredentialsNotSavedError) {
-            // The server will not issue these again: hand them to the Catch node, not to oblivion.
-            const saved = outputFields(err.result, serverInfo(), transport, false);
-            message.payload = { ...saved.payload, ...(message.payload as object), deviceName };
-          }
-          const detail = isCancelledError(err) ? t('errors.closing') : failure.message;
-          status.setResult(() => ({
-            fill: 'red',
-            shape: 'ring',
-            text: t('status.failed', { status: failure.status }),
-          }));
-          // Without a name the sentence leaves it out rather than showing a placeholder.
-          const report = new Error(
-            deviceName
-              ? t('errors.failed', {
-                  device: nameForText(deviceName),
-                  status: failure.status,
-                  detail,
-                })
-              : t('errors.failedNoName', { status: failure.status, detail }),
-          );
-          done(report);
-        },
+        (err: unknown) =>
+          void failureOf(err, message, seen).then((text) => failWithText(done, text)),
       );
     });
 
+    /** Whether the store holds the device: a refused msg.reprovision then needs other advice. */
+    async function isStored(deviceName: string): Promise<boolean> {
+      const key = server?.credentials?.provisionDeviceKey;
+      if (!lease || !server || !key) return false;
+      try {
+        await lease.store.ready();
+        return (await lease.store.get(deviceKey(server.host, key, deviceName))) !== undefined;
+      } catch {
+        return false;
+      }
+    }
+
+    /** Sets the failure's payload and status; resolves with the error text for Catch nodes. */
+    async function failureOf(
+      err: unknown,
+      message: ProvisionMessage,
+      seen: { deviceName?: unknown },
+    ): Promise<string> {
+      let failure =
+        err instanceof ProvisionError
+          ? err
+          : new ProvisionError('PROTOCOL_ERROR', String((err as Error)?.message ?? err));
+      const deviceName = typeof seen.deviceName === 'string' ? seen.deviceName.trim() : undefined;
+      if (
+        failure.status === 'FAILURE' &&
+        message.reprovision === true &&
+        deviceName &&
+        (await isStored(deviceName))
+      ) {
+        failure = new ProvisionError('FAILURE', t('errors.reprovisionRefused'), { cause: err });
+      }
+      let detail = isCancelledError(err) ? t('errors.closing') : failure.message;
+      message.payload = { status: failure.status, errorMsg: failure.message, deviceName };
+      if (err instanceof CredentialsNotSavedError) {
+        // The server will not issue these again: hand them to the Catch node, not to oblivion.
+        detail = t('errors.notSaved', { error: `${err.storeName}: ${errorText(err.cause)}` });
+        const saved = outputFields(err.result, serverInfo(), transport, false);
+        message.payload = {
+          ...saved.payload,
+          status: failure.status,
+          errorMsg: detail,
+          deviceName,
+          credentialsNotSaved: true,
+        };
+      }
+      const code = failure.status;
+      status.setResult(() => ({
+        fill: 'red',
+        shape: 'ring',
+        text: t('status.failed', { status: code }),
+      }));
+      // Without a name the sentence leaves it out rather than showing a placeholder.
+      return deviceName
+        ? t('errors.failed', { device: nameForText(deviceName), status: code, detail })
+        : t('errors.failedNoName', { status: code, detail });
+    }
+
     node.on('close', (_removed: boolean, done: () => void) => {
       status.close();
+      // Requests already at the server finish, and their answers are kept: no device orphaned.
       provisioner
-        .close()
+        .close(closeGraceMs(RED))
         .catch(() => undefined)
         .then(() => lease?.release())
         .catch(() => undefined)
-        .then(async () => {
-          if (--liveNodes === 0) {
-            closeHttpAgents();
-            forgetTlsSessions();
-            await closeCoapLinks();
-          }
-        })
+        .then(releaseTransports)
         .catch(() => undefined)
         .then(() => done());
     });

@@ -122,6 +122,12 @@ export class RedisConnection {
     }
   }
 
+  /** Resolves once connected (waiting a moment for it); rejects as a command would. */
+  async reachable(): Promise<void> {
+    await this.ready(Date.now() + READY_PATIENCE_MS);
+    if (!this.client.isReady) throw this.unavailable(new Error('not connected'));
+  }
+
   async get(key: string): Promise<string | null> {
     const value = await this.command(['GET', key]);
     return typeof value === 'string' ? value : null;

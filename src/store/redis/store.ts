@@ -12,7 +12,9 @@ import type {
   HeldElsewhere,
   StoredEntry,
 } from '../types';
+import { errorText } from '../../protocol/errors';
 import { keyOf } from '../entry';
+import { StoreUnavailableError } from '../errors';
 import { RedisClaims } from './claims';
 import { COMMAND_TIMEOUT_MS, RedisConnection, RedisUnavailableError } from './connection';
 import type { RedisEndpoint } from './options';
@@ -52,6 +54,23 @@ export class RedisStore implements RedisCredentialStore {
     return this.released
       ? Promise.reject(new Error('This credential store was released'))
       : Promise.resolve();
+  }
+
+  /** Connected, or a StoreUnavailableError that says so; nothing is sent to the server then. */
+  async writable(): Promise<boolean> {
+    if (this.released) throw new Error('This credential store was released');
+    try {
+      await Promise.all([this.commands.reachable(), this.writes.reachable()]);
+    } catch (err) {
+      const name = this.describe();
+      throw new StoreUnavailableError(
+        'notWritable',
+        `${name.charAt(0).toUpperCase()}${name.slice(1)}: ${errorText(err)}. ` +
+          `${this.remedy('read').replace(/^./, (c) => c.toUpperCase())}.`,
+        { cause: err },
+      );
+    }
+    return false;
   }
 
   async get(key: DeviceKey): Promise<StoredEntry | undefined> {
