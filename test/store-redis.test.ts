@@ -122,7 +122,18 @@ describe('credential store: Redis backend', function () {
         `^the Redis store redis://127\\.0\\.0\\.1:${server.port}/0 \\(prefix "tb-provision:"\\)$`,
       ),
     );
+    // Nothing may be sent while an answer could not be kept: the provisioner asks first.
+    await assert.rejects(a.writable(), (err: Error) => {
+      assert.equal(err.name, 'StoreUnavailableError');
+      assert.equal((err as Error & { reason: string }).reason, 'notWritable');
+      assert.match(
+        err.message,
+        /^The Redis store redis:\/\/.* \(prefix "tb-provision:"\): Redis at .* cannot be reached \(.*\)\. Check that Redis is running and reachable \(the node reconnects by itself\), then send the message again\.$/,
+      );
+      return true;
+    });
     await server.restart();
+    assert.equal(await a.writable(), false);
     // Reconnects by itself: waits for the connection being made rather than failing.
     assert.deepEqual(await a.get(keyOf('dev-3')), storedEntry('dev-3'));
   });
