@@ -20,3 +20,4 @@ fs.cpSync(path.join(root, 'src', 'nodes'), path.join(out, 'nodes'), {
   filter: (source) => !source.endsWith('.ts'),
 });
 fs.chmodSync(path.join(out, 'emulator', 'cli.js'), 0o755);
+fs.chmodSync(path.join(out, 'store', 'cli.js'), 0o755);

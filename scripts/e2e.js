@@ -7,6 +7,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync, spawnSync } = require('node:child_process');
+const { aptInstall } = require('./apt');
 
 const root = path.resolve(__dirname, '..');
 const chromium = process.env.TB_E2E_CHROMIUM || '/usr/bin/chromium';
@@ -19,24 +20,6 @@ function hasJapaneseFont() {
   }
 }
 
-function aptInstall(packages) {
-  if (!fs.existsSync('/usr/bin/apt-get')) {
-    throw new Error(
-      `${packages.join(', ')} missing and no apt-get here: install Chromium and set TB_E2E_CHROMIUM`,
-    );
-  }
-  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  const prefix = asRoot ? [] : ['sudo', '-n'];
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const apt = (args) => {
-    const [command, ...rest] = [...prefix, 'apt-get', ...args];
-    execFileSync(command, rest, { stdio: 'inherit', env });
-  };
-  console.log(`Installing ${packages.join(' ')} with apt-get ...`);
-  apt(['update']);
-  apt(['install', '-y', ...packages]);
-}
-
 const missing = [];
 if (!fs.existsSync(chromium)) {
   if (process.env.TB_E2E_CHROMIUM) throw new Error(`TB_E2E_CHROMIUM=${chromium} does not exist`);
@@ -45,7 +28,7 @@ if (!fs.existsSync(chromium)) {
 if (!hasJapaneseFont()) missing.push('fonts-ipafont-gothic');
 if (missing.length > 0) {
   try {
-    aptInstall(missing);
+    aptInstall(missing, 'install Chromium and set TB_E2E_CHROMIUM');
   } catch (error) {
     // Without the font only the Japanese screenshots suffer; without Chromium nothing runs.
     if (missing.includes('chromium')) throw error;

@@ -39,6 +39,9 @@ const nodeVersion = execFileSync(node22, ['--version'], { encoding: 'utf8' }).tr
 const redVersion = JSON.parse(fs.readFileSync(redPackage, 'utf8')).version;
 console.log(`Node-RED ${redVersion} on Node.js ${nodeVersion}`);
 
+// The shared-store tests start their own redis-server.
+execFileSync(process.execPath, [path.join(__dirname, 'redis-server.js')], { stdio: 'inherit' });
+
 const mocha = path.join(root, 'node_modules', 'mocha', 'bin', 'mocha.js');
 const result = spawnSync(node22, [mocha, ...process.argv.slice(2)], {
   cwd: root,

@@ -100,13 +100,69 @@ describe('editor', function () {
       coapPort: 5683,
       usetls: false,
       tls: undefined,
+      store: 'file',
+      redisUrl: 'redis://127.0.0.1:6379/0',
+      redisPrefix: 'tb-provision:',
+      redisTls: undefined,
     });
-    assert.equal(config.defaults.tls.type, 'tls-config');
-    assert.equal(config.defaults.tls.required, false);
+    for (const property of ['tls', 'redisTls']) {
+      assert.equal(config.defaults[property].type, 'tls-config');
+      assert.equal(config.defaults[property].required, false);
+    }
     assert.deepEqual(JSON.parse(JSON.stringify(config.credentials)), {
       provisionDeviceKey: { type: 'text' },
       provisionDeviceSecret: { type: 'password' },
+      redisPassword: { type: 'password' },
     });
+  });
+
+  it('offers the credential stores of the contract and shows the Redis fields for Redis only', function () {
+    const store = element('#node-config-input-store');
+    const before = store.children.length;
+    config.oneditprepare?.call({ store: 'redis' });
+    assert.deepEqual(
+      store.children.slice(before).map((option) => [option.attributes.get('value'), option.label]),
+      ['file', 'redis'].map((name) => [
+        name,
+        english.get(`thingsboard-provision-config.store.${name}`),
+      ]),
+    );
+    assert.equal(store.val(), 'redis');
+    const redisRows = element('#node-config-redis');
+    const tlsRow = element('#node-config-row-redisTls');
+    const url = element('#node-config-input-redisUrl');
+    url.val('redis://10.0.0.5:6379/0').trigger('change');
+    assert.ok(!redisRows.classes.has('hide'));
+    assert.ok(tlsRow.classes.has('hide'), 'a TLS configuration only for rediss://');
+    url.val('rediss://redis.example:6380/0').trigger('keyup');
+    assert.ok(!tlsRow.classes.has('hide'));
+    store.val('file').trigger('change');
+    assert.ok(redisRows.classes.has('hide'));
+    // Saved with redis:// the TLS configuration is dropped: the runtime would refuse it.
+    element('#node-config-input-redisTls').val('tls-node');
+    url.val('redis://10.0.0.5:6379/0');
+    config.oneditsave?.call({});
+    assert.equal(element('#node-config-input-redisTls').val(), '');
+  });
+
+  it('refuses a Redis URL with a password in it, or one that is not redis:// or rediss://', function () {
+    for (const url of [
+      'redis://127.0.0.1:6379/0',
+      'rediss://redis.example:6380/2',
+      'redis://user@redis.example:6379',
+      'redis://127.0.0.1:6379/0?wait=1&waitTimeout=500',
+      '${REDIS_URL}',
+    ]) {
+      assert.ok(valid(config, 'redisUrl', url), url);
+    }
+    for (const url of ['', 'http://127.0.0.1:6379', 'redis://', '127.0.0.1:6379', 'redis://a b']) {
+      assert.ok(!valid(config, 'redisUrl', url), url);
+    }
+    const refusal = config.defaults.redisUrl.validate?.call({}, 'redis://:hunter2@127.0.0.1/0', {});
+    assert.equal(refusal, render('thingsboard-provision-config.errors.redisUrlPassword', {}));
+    assert.ok(!valid(config, 'redisUrl', 'redis://user:hunter2@127.0.0.1/0'));
+    assert.ok(valid(config, 'redisPrefix', 'plant-7:'));
+    for (const prefix of ['', 'two words']) assert.ok(!valid(config, 'redisPrefix', prefix));
   });
 
   it('declares the provision node properties of the contract', function () {
@@ -186,6 +242,7 @@ describe('editor', function () {
       assert.match(configHtml, new RegExp(`id="node-config-input-${property}"`), property);
     }
     assert.match(configHtml, /<input type="password" id="node-config-input-provisionDeviceSecret"/);
+    assert.match(configHtml, /<input type="password" id="node-config-input-redisPassword"/);
     for (const property of Object.keys(provision.defaults)) {
       assert.match(
         html('thingsboard-provision'),

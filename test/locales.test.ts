@@ -30,7 +30,7 @@ function placeholders(text: string): string[] {
 
 // Words that stay the same in every language: protocols, product and property names.
 const TECHNICAL =
-  /\b(?:MQTT|MQTTS|HTTPS?|CoAP|DTLS|TLS|UDP|ThingsBoard|ACCESS_TOKEN|MQTT_BASIC|X509_CERTIFICATE|X\.509|msg(?:\.\w+)+|true|false|connect)\b/g;
+  /\b(?:MQTT|MQTTS|HTTPS?|CoAP|DTLS|TLS|UDP|ThingsBoard|Redis|rediss?:\/\/[\w.:/]+|ACCESS_TOKEN|MQTT_BASIC|X509_CERTIFICATE|X\.509|msg(?:\.\w+)+|true|false|connect)\b/g;
 
 function isOnlyTechnical(text: string): boolean {
   const rest = text.replace(/__[A-Za-z0-9]+__/g, '').replace(TECHNICAL, '');
@@ -59,6 +59,7 @@ const RUNTIME_KEYS: Record<string, string[]> = {
   'thingsboard-provision-config.errors.badPort': ['transport'],
   'thingsboard-provision-config.errors.coapTls': [],
   'thingsboard-provision-config.warn.verifyOff': ['host'],
+  'thingsboard-provision-config.warn.redisVerifyOff': [],
 };
 
 describe('message catalogs', function () {
@@ -121,6 +122,8 @@ describe('message catalogs', function () {
   it('tell technical names from prose', function () {
     assert.ok(isOnlyTechnical('__device__'));
     assert.ok(isOnlyTechnical('CoAP'));
+    assert.ok(isOnlyTechnical('redis://127.0.0.1:6379/0'));
+    assert.ok(!isOnlyTechnical('Redis password'));
     assert.ok(!isOnlyTechnical('provision __device__'));
   });
 });
@@ -186,6 +189,10 @@ describe('help', function () {
         '443',
         '8883',
         'flows.json',
+        'rediss://',
+        'tb-provision:',
+        'appendfsync always',
+        '?wait=1',
       ]) {
         assert.ok(server.includes(term), term);
       }

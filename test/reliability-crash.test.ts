@@ -8,8 +8,6 @@
  */
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,11 +15,13 @@ import { Emulator } from '../src/emulator';
 import type { StoredEntry } from '../src/provisioner';
 import { deviceKey, openFileStore } from '../src/store';
 import { KEY, PROFILE, SECRET, configNode } from './support/flows';
-
-const ROOT = path.resolve(__dirname, '..');
-const RUNTIME_DIR =
-  process.env.TB_TEST_NODE_RED ?? path.dirname(require.resolve('node-red/package.json'));
-const RED_JS = path.join(RUNTIME_DIR, 'red.js');
+import {
+  NodeRedProcess,
+  prepareUserDir,
+  readLines,
+  recordTo,
+  waitUntil,
+} from './support/node-red-process';
 
 /** New devices per node and run: every run, killed or not, has fresh provisioning to do. */
 const BATCH = 80;
@@ -58,12 +58,6 @@ function crashFlow(
   failedLog: string,
   runs: number,
 ): unknown[] {
-  const record = (file: string, fields: string) =>
-    [
-      "const fs = global.get('fs');",
-      `fs.appendFileSync(${JSON.stringify(file)}, JSON.stringify(${fields}) + '\\n');`,
-      'return null;',
-    ].join('\n');
   const chain = (id: string, credentialsType: string) => [
     {
       id: `inject-${id}`,
@@ -128,7 +122,7 @@ function crashFlow(
       z: 'tab',
       type: 'function',
       name: 'record emitted',
-      func: record(
+      func: recordTo(
         emittedLog,
         '{ node: msg.thingsboard.deviceName.slice(6, 7), deviceName: msg.payload.deviceName, ' +
           'credentialsValue: msg.payload.credentialsValue, cached: msg.thingsboard.cached }',
@@ -153,7 +147,7 @@ function crashFlow(
       z: 'tab',
       type: 'function',
       name: 'record failed',
-      func: record(
+      func: recordTo(
         failedLog,
         '{ node: msg.payload.deviceName.slice(6, 7), deviceName: msg.payload.deviceName, ' +
           'status: msg.payload.status }',
@@ -166,32 +160,6 @@ function crashFlow(
       wires: [],
     },
   ];
-}
-
-const SETTINGS = `module.exports = {
-  uiHost: '127.0.0.1',
-  uiPort: 0,
-  httpAdminRoot: false,
-  httpNodeRoot: false,
-  flowFile: 'flows.json',
-  credentialSecret: false,
-  functionGlobalContext: { fs: require('fs') },
-  telemetry: { enabled: false },
-  diagnostics: { enabled: false },
-  externalModules: { autoInstall: false },
-  logging: { console: { level: 'warn' } },
-};
-`;
-
-/** Complete lines only: a record cut by the kill (never seen in practice) is not counted. */
-function readLines<T>(file: string): T[] {
-  if (!fs.existsSync(file)) return [];
-  const text = fs.readFileSync(file, 'utf8');
-  const complete = text.slice(0, text.lastIndexOf('\n') + 1);
-  return complete
-    .split('\n')
-    .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line) as T);
 }
 
 interface StoreOnDisk {
@@ -270,54 +238,6 @@ function credentialsOf(entry: StoredEntry): unknown {
   return entry.answer.credentialsValue;
 }
 
-class NodeRedProcess {
-  readonly output: string[] = [];
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private readonly child: ChildProcess;
-
-  constructor(userDir: string) {
-    this.child = spawn(process.execPath, [RED_JS, '--userDir', userDir], {
-      cwd: userDir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    for (const stream of [this.child.stdout, this.child.stderr]) {
-      stream?.setEncoding('utf8');
-      stream?.on('data', (chunk: string) => this.output.push(chunk));
-    }
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => resolve({ code, signal }));
-    });
-  }
-
-  get hasExited(): boolean {
-    return this.child.exitCode !== null || this.child.signalCode !== null;
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-  }
-
-  get log(): string {
-    return this.output.join('');
-  }
-}
-
-async function waitUntil(
-  what: string,
-  check: () => boolean,
-  timeoutMs: number,
-  child?: NodeRedProcess,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!check()) {
-    if (child?.hasExited) assert.fail(`Node-RED exited before ${what}\n${child.log.slice(-3000)}`);
-    if (Date.now() > until) {
-      assert.fail(`timed out waiting until ${what}\n${child?.log.slice(-3000) ?? ''}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe('reliability: crash safety of the store in a real Node-RED (SIGKILL)', function () {
   this.timeout(90_000);
   let emulator: Emulator;
@@ -348,18 +268,7 @@ describe('reliability: crash safety of the store in a real Node-RED (SIGKILL)', 
     const emittedLog = path.join(userDir, 'emitted.jsonl');
     const failedLog = path.join(userDir, 'failed.jsonl');
     const storeDir = path.join(userDir, 'thingsboard-provision');
-    fs.mkdirSync(path.join(userDir, 'node_modules'));
-    // Installed the way npm links a package: Node-RED finds it in userDir/node_modules.
-    fs.symlinkSync(
-      ROOT,
-      path.join(userDir, 'node_modules', 'node-red-contrib-thingsboard-provision'),
-      'dir',
-    );
-    fs.writeFileSync(path.join(userDir, 'settings.js'), SETTINGS);
-    fs.writeFileSync(
-      path.join(userDir, 'flows_cred.json'),
-      JSON.stringify({ cfg: { provisionDeviceKey: KEY, provisionDeviceSecret: SECRET } }),
-    );
+    prepareUserDir(userDir, { cfg: { provisionDeviceKey: KEY, provisionDeviceSecret: SECRET } });
 
     let kills = 0;
     let previousTemps: string[] = [];

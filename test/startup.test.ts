@@ -1,6 +1,7 @@
 /**
  * Start-up stays cheap: requiring the shipped node modules, registering their types and deploying a
- * provision node load no MQTT or CoAP library; each loads only when a node first provisions over it.
+ * provision node load no MQTT, CoAP or Redis library; each loads only when a node first provisions
+ * over it, and the Redis client only for a config node that chose the Redis store.
  * Checked in fresh processes (require.cache of a process that loaded nothing else of ours).
  */
 
@@ -129,6 +130,49 @@ describe('start-up of the package', function () {
       { after: 'deploy', loaded: [] },
       { after: 'not provisioned', loaded: [] },
       { after: 'connect', loaded: ['mqtt', 'mqtt-packet'] },
+    ]);
+  });
+
+  it('loads the Redis client only for a config node that chose the Redis store', async function () {
+    const steps = await runFresh(`
+      ${LOADED_LIBRARIES}
+      const fs = require('node:fs');
+      const net = require('node:net');
+      const os = require('node:os');
+      const path = require('node:path');
+      const helper = require('node-red-node-test-helper');
+      helper.init(require.resolve('node-red'));
+      const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-startup-'));
+      const server = net.createServer().listen(0, '127.0.0.1', async () => {
+        const port = server.address().port;
+        server.close();
+        const flow = (store) => [
+          { id: 'tab', type: 'tab' },
+          { id: 'cfg', type: 'thingsboard-provision-config', host: '127.0.0.1', httpPort: port,
+            store, redisUrl: 'redis://127.0.0.1:' + port + '/0' },
+          { id: 'prov', z: 'tab', type: 'thingsboard-provision', config: 'cfg', transport: 'http',
+            timeout: 2, retries: 0, persist: true, wires: [[]] },
+        ];
+        const keys = { cfg: { provisionDeviceKey: 'startup-key', provisionDeviceSecret: 'startup-secret' } };
+        const modules = ${RUNTIMES}.map((runtime) => require(runtime));
+        helper.settings({ userDir });
+        await helper.load(modules, flow('file'), keys);
+        const node = helper.getNode('prov');
+        const failed = new Promise((resolve) => node.once('call:error', resolve));
+        node.receive({ deviceName: 'startup-device' });
+        await failed;
+        const steps = [{ after: 'a message with the file store', loaded: loaded() }];
+        await helper.unload();
+        await helper.load(modules, flow('redis'), keys);
+        steps.push({ after: 'deploying the Redis store', loaded: loaded() });
+        await helper.unload();
+        fs.rmSync(userDir, { recursive: true, force: true });
+        console.log(JSON.stringify(steps));
+      });
+    `);
+    assert.deepEqual(steps, [
+      { after: 'a message with the file store', loaded: ['undici'] },
+      { after: 'deploying the Redis store', loaded: ['@redis/client', 'undici'] },
     ]);
   });
 });

@@ -42,8 +42,9 @@ describe('credential store', () => {
   });
 
   it('opens the backend it is asked for, and knows only those it has', async () => {
-    assert.deepEqual(STORE_BACKENDS, ['file']);
+    assert.deepEqual(STORE_BACKENDS, ['file', 'redis']);
     assert.ok(isStoreBackend('file'));
+    assert.ok(isStoreBackend('redis'));
     assert.ok(!isStoreBackend('redis '));
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tb-store-open-'));
     try {

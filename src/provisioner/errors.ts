@@ -24,13 +24,18 @@ export class CredentialsNotSavedError extends ProvisionError {
   /** The store as CredentialStore.describe() names it. */
   readonly storeName: string;
 
-  constructor(result: ProvisionResult, storeName: string, cause: unknown) {
+  constructor(
+    result: ProvisionResult,
+    storeName: string,
+    cause: unknown,
+    remedy = 'fix the folder (permissions, free space)',
+  ) {
     super(
       'FAILURE',
       `Device ${JSON.stringify(result.deviceName)} was provisioned, but its credentials could ` +
         `not be saved to ${storeName}: ${errorText(cause)}. ThingsBoard will not send them ` +
-        'again: they come with this error (its result); keep them before anything else, then ' +
-        'fix the folder (permissions, free space).',
+        `again: they come with this error (its result); keep them before anything else, then ` +
+        `${remedy}.`,
       { cause },
     );
     this.result = result;

@@ -14,6 +14,7 @@ import type { CredentialStore, StoredEntry } from '../store/types';
 import { getTransport, verifyDeviceCredentials } from '../transports';
 import type { Transport, TransportName } from '../transports/types';
 import { DEFAULT_BACKOFF, sleep, type Backoff, type Sleep } from './backoff';
+import { holdDevice, recordSending, releaseClaim, unansweredCredentials } from './claims';
 import { generateCredentials } from './credentials';
 import {
   CredentialsNotSavedError,
@@ -196,12 +197,13 @@ export class Provisioner {
       return;
     }
     const name = store.describe();
+    const remedy = store.remedy?.('read') ?? 'fix the file or its folder and try again';
     const failure = isStoreUnavailable(err)
       ? storeRefusal(err)
       : new ProvisionError(
           'FAILURE',
           `${name.charAt(0).toUpperCase()}${name.slice(1)} could not be read: ${errorText(err)}. ` +
-            'Nothing was sent to the server; fix the file or its folder and try again.',
+            `Nothing was sent to the server; ${remedy}.`,
           { cause: err },
         );
     this.flights.fail(flight, failure, (p) => p.job.persist);
@@ -235,19 +237,28 @@ export class Provisioner {
   /** In its slot: the exchange, then keeping the answer, then answering every job. */
   private fly(flight: Flight): void {
     flight.sent = true;
-    const landed = this.exchangeAndKeep(flight).then(
-      (result) => this.flights.answer(flight, result),
-      (err: unknown) => this.flights.fail(flight, err),
-    );
+    const landed = this.exchangeAndKeep(flight)
+      .then(
+        (result) => {
+          if (result) this.flights.answer(flight, result);
+        },
+        (err: unknown) => this.flights.fail(flight, err),
+      )
+      .then(() => releaseClaim(flight));
     this.flying.set(landed, flight);
     void landed.then(() => this.flying.delete(landed));
   }
 
-  private async exchangeAndKeep(flight: Flight): Promise<ProvisionResult> {
+  /** Undefined when the flight left its slot without an exchange: see hold(). */
+  private async exchangeAndKeep(flight: Flight): Promise<ProvisionResult | undefined> {
     let result: ProvisionResult;
     try {
       // Queued while a write failed: still nothing is sent until the store can keep the answer.
       if (flight.persist) await this.requireStore().writable().catch(refuseForStore);
+      if (!(await this.hold(flight))) {
+        flight.sent = false;
+        return undefined;
+      }
       result = await this.exchange(flight);
     } finally {
       // The slot is freed when the exchange ends, before the answer is stored.
@@ -258,6 +269,24 @@ export class Provisioner {
     return result;
   }
 
+  /** False when the flight has no exchange to make: see holdDevice(). */
+  private async hold(flight: Flight): Promise<boolean> {
+    const store = this.store;
+    if (!flight.persist || !store?.claim) return true;
+    const next = await holdDevice(flight, store, this.backoff, this.flights).catch((err) => {
+      // Queued again without the store for the jobs that did not ask for it.
+      this.unreadable(flight, store, err);
+      return false;
+    });
+    if (typeof next === 'boolean') return next;
+    // Looked up again once the other process let go: its answer is then in the store.
+    next.released(flight.signal).then(
+      () => this.lookUp(flight),
+      () => undefined,
+    );
+    return false;
+  }
+
   /** Nobody waits for the flight any more: out of the queue, or its exchange stopped. */
   private abandon(flight: Flight): void {
     this.slots.leave(flight);
@@ -265,12 +294,19 @@ export class Provisioner {
   }
 
   private async exchange(flight: Flight): Promise<ProvisionResult> {
-    const { prepared, signal } = flight;
+    const { prepared, signal, claim } = flight;
     let credentials = prepared.supplied;
     let generated: GeneratedMaterial | undefined;
-    if (!credentials && prepared.mode !== 'server') {
+    // Sent before by a holder that died: the server may have created the device with them.
+    const unanswered = unansweredCredentials(claim, prepared);
+    if (unanswered) ({ credentials, generated } = unanswered);
+    else if (!credentials && prepared.mode !== 'server') {
       // Made once per flight: every retry sends the same, so a lost answer can be checked.
       ({ credentials, generated } = await generateCredentials(prepared.mode, prepared.deviceName));
+      if (signal.aborted) throw new ProvisionCancelledError();
+    }
+    if (claim && this.store) {
+      await recordSending(claim, prepared, credentials, generated, this.store);
       if (signal.aborted) throw new ProvisionCancelledError();
     }
     const request = buildRequest({
@@ -283,7 +319,8 @@ export class Provisioner {
     // Closing began while this flight checked the store or made its key: not sent, so dropped.
     if (this.draining.signal.aborted) throw new ProvisionCancelledError();
     try {
-      const { answer, recovered } = await this.send(prepared, request, credentials, signal);
+      const again = unanswered !== undefined;
+      const { answer, recovered } = await this.send(prepared, request, credentials, signal, again);
       return resultOf(prepared, answer, generated, recovered);
     } catch (err) {
       throw scrub(err, secretsOf(credentials, generated));
@@ -296,10 +333,11 @@ export class Provisioner {
     request: ProvisionRequest,
     credentials: DeviceCredentials | undefined,
     signal: AbortSignal,
+    sentBefore: boolean,
   ): Promise<{ answer: ProvisionAnswer; recovered: boolean }> {
     const { job } = prepared;
     const transport = this.transportFor(job.transport);
-    let maybeDelivered = false;
+    let maybeDelivered = sentBefore;
     const attempt = async (): Promise<ProvisionAnswer> => {
       try {
         return await transport(job.target, request, {
@@ -338,7 +376,7 @@ export class Provisioner {
     try {
       await store.put(entryOf(result, prepared));
     } catch (err) {
-      throw new CredentialsNotSavedError(result, store.describe(), err);
+      throw new CredentialsNotSavedError(result, store.describe(), err, store.remedy?.('write'));
     }
   }
 

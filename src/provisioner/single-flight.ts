@@ -4,7 +4,7 @@
  * long queue costs its promise, its record and its share of the flight, nothing more.
  */
 import type { DeviceCredentials } from '../protocol/types';
-import type { DeviceKey } from '../store/types';
+import type { DeviceClaim, DeviceKey } from '../store/types';
 import { ProvisionCancelledError } from './errors';
 import { ignoredFields } from './ignored';
 import { scrub, secretsOf } from './scrub';
@@ -35,6 +35,8 @@ export interface Flight {
   persist: boolean;
   /** In its slot: its request may be at the server, so closing lets it finish. */
   sent: boolean;
+  /** The device held in a shared store while the flight is in its slot, until the answer is kept. */
+  claim: DeviceClaim | undefined;
 }
 
 /** A participant content with credentials from the store rather than the server's answer. */
@@ -64,6 +66,7 @@ export class SingleFlight {
       participants: [],
       persist: false,
       sent: false,
+      claim: undefined,
     };
     this.flights.set(key, flight);
     return flight;

@@ -1,11 +1,16 @@
 /** The credential store layer: one interface, and the backends that fill it. */
 import { openFileStore, type FileStoreOptions } from './file';
+import { openRedisStore, type RedisStoreOptions } from './redis';
 import type { CredentialStore } from './types';
 
 export type {
+  ClaimOptions,
   CredentialStore,
+  DeviceClaim,
   DeviceKey,
   GeneratedMaterial,
+  HeldElsewhere,
+  SentCredentials,
   StoreWarning,
   StoreWarningListener,
   StoredEntry,
@@ -14,16 +19,24 @@ export { deviceKey, isStoredEntry } from './entry';
 export { StoreUnavailableError, isStoreUnavailable, type StoreUnavailableReason } from './errors';
 export { defaultStorePath, openFileStore } from './file';
 export type { FileCredentialStore, FileStoreOptions, FileStoreStats } from './file';
+export {
+  DEFAULT_REDIS_PREFIX,
+  DEFAULT_REDIS_URL,
+  RedisOptionsError,
+  openRedisStore,
+} from './redis';
+export type { RedisCredentialStore, RedisStoreOptions, RedisTlsOptions } from './redis';
 export { SharedStore, type StoreLease } from './shared';
 
 /** Every backend a config node can choose, and what each needs to open. */
 export interface StoreBackends {
   file: FileStoreOptions;
+  redis: RedisStoreOptions;
 }
 
 export type StoreBackend = keyof StoreBackends;
 
-export const STORE_BACKENDS = ['file'] as const satisfies readonly StoreBackend[];
+export const STORE_BACKENDS = ['file', 'redis'] as const satisfies readonly StoreBackend[];
 
 export function isStoreBackend(value: unknown): value is StoreBackend {
   return (STORE_BACKENDS as readonly unknown[]).includes(value);
@@ -36,7 +49,9 @@ export function openStore<B extends StoreBackend>(
 ): CredentialStore {
   switch (backend) {
     case 'file':
-      return openFileStore(options);
+      return openFileStore(options as FileStoreOptions);
+    case 'redis':
+      return openRedisStore(options as RedisStoreOptions);
   }
   throw new Error(`Unknown credential store backend ${JSON.stringify(backend)}`);
 }

@@ -3,7 +3,7 @@
  * orphaned. One interface, asynchronous throughout, so a backend may live in a file or across the
  * network; the provisioner knows nothing else about it.
  */
-import type { ProvisionAnswer } from '../protocol/types';
+import type { DeviceCredentials, ProvisionAnswer } from '../protocol/types';
 
 /** Material the node generated and ThingsBoard never returns: kept with the answer. */
 export interface GeneratedMaterial {
@@ -30,11 +30,46 @@ declare const deviceKeyBrand: unique symbol;
 /** One device, as every backend keys it: made by deviceKey() only. */
 export type DeviceKey = string & { readonly [deviceKeyBrand]: true };
 
+/** Credentials the node generated for a request, recorded before the request leaves. */
+export interface SentCredentials {
+  credentials: DeviceCredentials;
+  generated?: GeneratedMaterial;
+}
+
+export interface ClaimOptions {
+  /** How long the hold outlives this process if it dies: beyond a request's deadline and retries. */
+  holdMs: number;
+}
+
+/** Another process holds the device: look it up again once it lets go. */
+export interface HeldElsewhere {
+  readonly held: false;
+  /** Resolves once the holder may have let go (released, or its hold expired), or `signal` aborts. */
+  released(signal: AbortSignal): Promise<void>;
+}
+
+/** A device held for this process by a shared store, from its lookup until its answer is kept. */
+export interface DeviceClaim {
+  readonly held: true;
+  /** The device's entry when the hold began: another process may have answered meanwhile. */
+  readonly entry: StoredEntry | undefined;
+  /** Recorded by an earlier holder that never kept an answer: its request may have created the device. */
+  readonly unanswered: SentCredentials | undefined;
+  /**
+   * Records the credentials before their request leaves and renews the hold from now; rejects when
+   * the hold was lost or the store cannot be reached, and then nothing may be sent.
+   */
+  sending(sent: SentCredentials): Promise<void>;
+  /** Lets other processes take the device (idempotent); never rejects. */
+  release(): Promise<void>;
+}
+
 /**
  * A backend keeps two promises the provisioner builds on: put() resolves only once the entry is
  * durable, and get() answers only entries whose put() completed. Single flight within a process
  * is the provisioner's; a backend shared by several processes must also hold each device for the
- * one process that asks the server, from before its lookup until its answer is put.
+ * one process that asks the server, from a lookup under the hold until its answer is put: it
+ * offers claim().
  */
 export interface CredentialStore {
   /**
@@ -60,6 +95,13 @@ export interface CredentialStore {
   release(): Promise<void>;
   /** The store as a sentence names it: `the credentials file <path>`, or a URL without password. */
   describe(): string;
+  /**
+   * Shared backends: holds the device for this process and reads its entry in the same step, or
+   * says that another process holds it. Rejects when the store cannot be reached.
+   */
+  claim?(key: DeviceKey, options: ClaimOptions): Promise<DeviceClaim | HeldElsewhere>;
+  /** What the user can do when the store cannot be read or written: the end of a sentence. */
+  remedy?(failure: 'read' | 'write'): string;
 }
 
 /** What went wrong in the background, for callers that word it themselves (the node translates). */

@@ -22,9 +22,12 @@ export function runFresh(script: string, options: { tsx?: boolean } = {}): Promi
   });
 }
 
-/** Script text defining `loaded()`: the MQTT, HTTP and CoAP libraries in require.cache, sorted. */
+/**
+ * Script text defining `loaded()`: the MQTT, HTTP, CoAP and Redis libraries in require.cache,
+ * sorted.
+ */
 export const LOADED_LIBRARIES = `
   const loaded = () => [...new Set(Object.keys(require.cache)
-    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap-packet|coap|undici)[\\\\/]/.exec(file)?.[1])
-    .filter(Boolean))].sort();
+    .map((file) => /[\\\\/]node_modules[\\\\/](mqtt-packet|mqtt|coap-packet|coap|undici|@redis[\\\\/]client)[\\\\/]/.exec(file)?.[1])
+    .filter(Boolean).map((name) => name.replace('\\\\', '/')))].sort();
 `;

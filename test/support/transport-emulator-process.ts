@@ -8,7 +8,7 @@ import type { EmulatorOptions } from '../../src/emulator';
 
 interface Call {
   id: number;
-  method: 'setFaults' | 'addDevice' | 'device' | 'requests' | 'stop';
+  method: 'setFaults' | 'addDevice' | 'device' | 'devices' | 'requests' | 'stop';
   args: unknown[];
 }
 
@@ -29,6 +29,9 @@ async function main(): Promise<void> {
             break;
           case 'device':
             result = emulator.device(String(call.args[0]));
+            break;
+          case 'devices':
+            result = [...emulator.devices.values()];
             break;
           case 'requests':
             result = emulator.requests;

@@ -36,6 +36,7 @@ export interface RemoteEmulator {
     credentials: EmulatedCredentials;
   }): Promise<void>;
   device(name: string): Promise<EmulatedDevice | undefined>;
+  devices(): Promise<EmulatedDevice[]>;
   requests(): Promise<RecordedRequest[]>;
   stop(): Promise<void>;
 }
@@ -122,6 +123,7 @@ export async function startEmulator(extra: Partial<EmulatorOptions> = {}): Promi
     setFaults: (faults) => call('setFaults', faults),
     addDevice: (device) => call('addDevice', device),
     device: (name) => call('device', name),
+    devices: () => call('devices'),
     requests: () => call('requests'),
     stop: async () => {
       if (child.exitCode !== null || !child.connected) return;

@@ -3,9 +3,12 @@ import type { StoreLease, StoreWarningListener } from '../../store';
 import type { TransportName, TransportTarget } from '../../transports/types';
 import type { DeviceHub } from './device-hub';
 
+/** The config node's credentials. */
 export interface ProvisionKeys {
   provisionDeviceKey?: string;
   provisionDeviceSecret?: string;
+  /** For the Redis credential store. */
+  redisPassword?: string;
 }
 
 /** The server configuration node as the nodes that use it see it. */

@@ -9,6 +9,8 @@ import {
   defaultStorePath,
   isStoreBackend,
   openStore,
+  type RedisTlsOptions,
+  type StoreWarningListener,
 } from '../../store';
 import { TRANSPORTS, TRANSPORT_NAMES } from '../../transports/types';
 import type { TlsOptions, TransportName, TransportTarget } from '../../transports/types';
@@ -26,12 +28,32 @@ interface ConfigDef extends NodeDef, Partial<Record<PortProperty, string | numbe
   tls?: string;
   /** The credential store backend; `file` when absent. */
   store?: string;
+  redisUrl?: string;
+  redisPrefix?: string;
+  /** A tls-config node for rediss://, apart from the ThingsBoard one. */
+  redisTls?: string;
 }
 
 /** The core tls-config node, as far as we use it. */
 interface TlsConfigNode extends Node {
   verifyservercert?: boolean;
   addTLSOptions(options: Record<string, unknown>): Record<string, unknown>;
+}
+
+/** The options a core tls-config node holds, or undefined without one. */
+function tlsConfigOptions(
+  RED: NodeAPI,
+  id: string | undefined,
+): Record<string, unknown> | undefined {
+  const tlsNode = id ? (RED.nodes.getNode(id) as TlsConfigNode | null) : null;
+  return tlsNode?.addTLSOptions({});
+}
+
+/** Only what is set: an undefined option would override Node's default. */
+function definedOnly<T extends object>(options: T): T {
+  return Object.fromEntries(
+    Object.entries(options).filter(([, value]) => value !== undefined),
+  ) as T;
 }
 
 function parsePort(value: unknown, fallback: number): number {
@@ -91,21 +113,20 @@ export = function registerConfigNode(RED: NodeAPI): void {
         );
       }
       const tls: TlsOptions = { rejectUnauthorized: true };
-      const tlsNode = def.tls ? (RED.nodes.getNode(def.tls) as TlsConfigNode | null) : null;
-      if (tlsNode) {
-        const options = tlsNode.addTLSOptions({});
+      const options = tlsConfigOptions(RED, def.tls);
+      if (options) {
         const alpn = options.ALPNProtocols as string[] | undefined;
-        const material: Partial<TlsOptions> = {
-          ca: options.ca as TlsOptions['ca'],
-          cert: options.cert as TlsOptions['cert'],
-          key: options.key as TlsOptions['key'],
-          passphrase: options.passphrase as string | undefined,
-          servername: options.servername as string | undefined,
-          alpnProtocol: alpn?.[0],
-        };
-        for (const [name, value] of Object.entries(material)) {
-          if (value !== undefined) Object.assign(tls, { [name]: value });
-        }
+        Object.assign(
+          tls,
+          definedOnly<Partial<TlsOptions>>({
+            ca: options.ca as TlsOptions['ca'],
+            cert: options.cert as TlsOptions['cert'],
+            key: options.key as TlsOptions['key'],
+            passphrase: options.passphrase as string | undefined,
+            servername: options.servername as string | undefined,
+            alpnProtocol: alpn?.[0],
+          }),
+        );
         tls.rejectUnauthorized = options.rejectUnauthorized !== false;
       }
       if (tls.rejectUnauthorized === false && !warnedVerifyOff) {
@@ -122,9 +143,34 @@ export = function registerConfigNode(RED: NodeAPI): void {
           `Unknown credential store ${JSON.stringify(backend)}: use ${orList(STORE_BACKENDS)}.`,
         );
       }
+      if (backend === 'redis') return openRedis(onWarning);
       const userDir = RED.settings.userDir ?? path.join(os.homedir(), '.node-red');
       return openStore(backend, { filePath: defaultStorePath(userDir), onWarning });
     });
+
+    const openRedis = (onWarning: StoreWarningListener) => {
+      const options = tlsConfigOptions(RED, def.redisTls);
+      const tls: RedisTlsOptions | undefined = options && {
+        ...definedOnly<RedisTlsOptions>({
+          ca: options.ca as RedisTlsOptions['ca'],
+          cert: options.cert as RedisTlsOptions['cert'],
+          key: options.key as RedisTlsOptions['key'],
+          passphrase: options.passphrase as string | undefined,
+          servername: options.servername as string | undefined,
+        }),
+        rejectUnauthorized: options.rejectUnauthorized !== false,
+      };
+      if (tls?.rejectUnauthorized === false) {
+        node.warn(RED._('thingsboard-provision-config.warn.redisVerifyOff'));
+      }
+      return openStore('redis', {
+        url: def.redisUrl,
+        prefix: def.redisPrefix || undefined,
+        password: node.credentials.redisPassword || undefined,
+        tls,
+        onWarning,
+      });
+    };
     node.useStore = (onWarning) => store.lease(onWarning);
 
     node.deviceHub = new DeviceHub(
@@ -174,9 +220,13 @@ export = function registerConfigNode(RED: NodeAPI): void {
       credentials: {
         provisionDeviceKey: { type: 'text' },
         provisionDeviceSecret: { type: 'password' },
+        redisPassword: { type: 'password' },
       },
-      // The editor builds its port defaults and transport choices from this.
-      settings: { thingsboardProvisionConfigTransports: { value: TRANSPORTS, exportable: true } },
+      // The editor builds its port defaults, transport and store choices from these.
+      settings: {
+        thingsboardProvisionConfigTransports: { value: TRANSPORTS, exportable: true },
+        thingsboardProvisionConfigStores: { value: STORE_BACKENDS, exportable: true },
+      },
     },
   );
 };

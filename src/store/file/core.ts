@@ -133,6 +133,11 @@ export class FileStoreCore {
     return line === undefined ? undefined : (JSON.parse(line) as StoredEntry);
   }
 
+  /** Only after ready(): every durable entry. */
+  *entries(): Generator<StoredEntry> {
+    for (const line of this.durable.values()) yield JSON.parse(line) as StoredEntry;
+  }
+
   put(entry: StoredEntry): Promise<void> {
     if (!isStoredEntry(entry)) {
       return Promise.reject(new TypeError('Not a storable credentials entry'));

@@ -24,6 +24,8 @@ export interface FileCredentialStore extends CredentialStore {
   /** Absolute path of the snapshot file. */
   readonly filePath: string;
   stats(): FileStoreStats;
+  /** Every durable entry (for copying a store). Rejects before ready(). */
+  entries(): AsyncGenerator<StoredEntry>;
 }
 
 /** Engines alive in this process, by absolute file path. */
@@ -72,6 +74,13 @@ class FileStoreHandle implements FileCredentialStore {
 
   stats(): FileStoreStats {
     return this.core.stats();
+  }
+
+  async *entries(): AsyncGenerator<StoredEntry> {
+    if (!this.core.isLoaded) {
+      throw new Error('The credential store is not loaded yet: await ready() first');
+    }
+    yield* this.core.entries();
   }
 
   release(): Promise<void> {
