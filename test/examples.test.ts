@@ -135,4 +135,73 @@ describe('examples against the emulator', function () {
     assert.ok(emulator.maxConcurrent <= 4, `at most four at once, saw ${emulator.maxConcurrent}`);
     assert.equal(emulator.device('demo-sensor-11')?.gateway, false);
   });
+
+  it('04 provisions over MQTT, then device out sends a reading as the device with the stored credentials', async function () {
+    const flow = example('04 ');
+    await deploy(flow);
+    const accepted = new Collector(byType(flow, 'debug', 'accepted').id);
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    const [first] = await accepted.waitFor(1);
+    assert.deepEqual(await telemetryOf('demo-sensor-4'), [{ temperature: 21.5 }]);
+    assert.deepEqual(first.thingsboard, {
+      host: '127.0.0.1',
+      via: 'device',
+      transport: 'mqtt',
+      deviceName: 'demo-sensor-4',
+    });
+    const token = (emulator.device('demo-sensor-4')?.credentials as { token: string }).token;
+    assert.ok(!JSON.stringify(first).includes(token), 'the token left the message');
+
+    const provisioned = emulator.requests.length;
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    await accepted.waitFor(2);
+    assert.equal(emulator.requests.length, provisioned, 'answered from the store');
+    assert.equal(emulator.device('demo-sensor-4')?.telemetry.length, 2);
+  });
+
+  it('05 answers an RPC: device in, the function builds the reply, device out sends it back', async function () {
+    const flow = example('05 ');
+    await deploy(flow);
+    const sent = new Collector(byType(flow, 'debug', 'sent').id);
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    await sent.waitFor(1);
+    assert.deepEqual(await telemetryOf('demo-pump-1'), [{ speed: 0 }]);
+
+    assert.deepEqual(await emulator.sendRpc('demo-pump-1', 'setSpeed', { speed: 3 }), { speed: 3 });
+    assert.deepEqual(await emulator.sendRpc('demo-pump-1', 'getSpeed'), { speed: 3 });
+    assert.deepEqual(await emulator.sendRpc('demo-pump-1', 'reboot'), {
+      error: 'unknown method reboot',
+    });
+    // The reply and, for setSpeed, the new speed as telemetry: four messages through device out.
+    await sent.waitFor(5);
+    assert.deepEqual(emulator.device('demo-pump-1')?.telemetry, [{ speed: 0 }, { speed: 3 }]);
+    const replies = emulator.device('demo-pump-1')?.rpcReplies ?? [];
+    assert.deepEqual(
+      replies.map((r) => r.method),
+      ['setSpeed', 'getSpeed', 'reboot'],
+    );
+  });
+
+  it('06 sends five readings, each as its own device, provisioned on first use', async function () {
+    const flow = example('06 ');
+    await deploy(flow);
+    const accepted = new Collector(byType(flow, 'debug', 'accepted').id);
+    const failures = new Collector(byType(flow, 'debug', 'failure').id);
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    const messages = await accepted.waitFor(5);
+    const meters = Array.from({ length: 5 }, (_, i) => `demo-meter-${i + 1}`);
+    assert.deepEqual(
+      messages.map((m) => (m.thingsboard as { deviceName: string }).deviceName).sort(),
+      meters,
+    );
+    for (const meter of meters) {
+      const device = emulator.device(meter);
+      assert.equal(device?.credentials.credentialsType, 'ACCESS_TOKEN', meter);
+      assert.equal(device?.telemetry.length, 1, meter);
+      assert.equal(typeof (device?.telemetry[0] as { power?: unknown }).power, 'number');
+    }
+    assert.equal(emulator.requests.length, 5, 'one provisioning request per meter');
+    assert.equal(emulator.sessions().length, 5, 'one MQTT session per meter');
+    assert.equal(failures.messages.length, 0);
+  });
 });
