@@ -12,6 +12,13 @@ import { coreNodeModule, helper } from './support/node-red';
  */
 
 const examplesDir = path.resolve(__dirname, '..', 'examples');
+const { demoFlows } = require('../scripts/demo.js') as {
+  demoFlows(): {
+    flows: FlowNode[];
+    credentials: Record<string, Record<string, string>>;
+    rpcDevice?: string;
+  };
+};
 const DEMO_KEY = 'demo-provision-key';
 const DEMO_SECRET = 'demo-provision-secret';
 const CORE_NODES = [
@@ -67,8 +74,8 @@ describe('examples against the emulator', function () {
     fs.rmSync(userDir, { recursive: true, force: true });
   });
 
-  /** Points the example at the emulator and loads it with the key and secret filled in. */
-  async function deploy(flow: FlowNode[]): Promise<void> {
+  /** Points a flow's servers at the emulator's ephemeral ports, as a user edits the server node. */
+  function pointAtEmulator(flow: FlowNode[]): void {
     const { mqtt, http, coap } = emulator.ports;
     for (const node of flow) {
       if (node.type === 'thingsboard-provision-config') {
@@ -79,6 +86,11 @@ describe('examples against the emulator', function () {
         node.func = String(node.func).replace('127.0.0.1:8080', `127.0.0.1:${http}`);
       }
     }
+  }
+
+  /** Points the example at the emulator and loads it with the key and secret filled in. */
+  async function deploy(flow: FlowNode[]): Promise<void> {
+    pointAtEmulator(flow);
     const server = byType(flow, 'thingsboard-provision-config');
     const tab = flow.find((n) => typeof n.z === 'string')?.z as string;
     await loadFlow(
@@ -203,5 +215,18 @@ describe('examples against the emulator', function () {
     assert.equal(emulator.requests.length, 5, 'one provisioning request per meter');
     assert.equal(emulator.sessions().length, 5, 'one MQTT session per meter');
     assert.equal(failures.messages.length, 0);
+  });
+
+  it("npm start's flows: 01, 04 and 05 side by side, each device's telemetry arrives and an RPC is answered", async function () {
+    const { flows, credentials, rpcDevice } = demoFlows();
+    pointAtEmulator(flows);
+    // The demo fires each inject once after deploy; nothing is clicked here.
+    await loadFlow(flows, credentials, userDir, CORE_NODES);
+    assert.deepEqual(await telemetryOf('demo-sensor-1'), [{ temperature: 21.5 }]);
+    assert.deepEqual(await telemetryOf('demo-sensor-4'), [{ temperature: 21.5 }]);
+    assert.deepEqual(await telemetryOf('demo-pump-1'), [{ speed: 0 }]);
+    assert.equal(rpcDevice, 'demo-pump-1');
+    assert.deepEqual(await emulator.sendRpc(rpcDevice, 'setSpeed', { speed: 2 }), { speed: 2 });
+    assert.equal(emulator.sessions().length, 3, 'one session per device, none taken over');
   });
 });
