@@ -11,8 +11,8 @@
  * the order of the kinds rotated each round. Not part of the test suite.
  * Run: npx tsx bench/device-out.ts [messages] [rounds] [sessions]
  */
-import { fork } from 'node:child_process';
 import { Emulator } from '../src/emulator';
+import { forkChild, settledMemory } from './forked';
 import type { DeviceConnections as DeviceConnectionsType, DeviceLogin } from '../src/devices';
 
 const [mode = '', ...rest] = process.argv.slice(2);
@@ -177,12 +177,6 @@ async function messageRow(kind: Kind, ports: Ports): Promise<MessageResult> {
   };
 }
 
-function settledMemory(): NodeJS.MemoryUsage {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  for (let i = 0; i < 3; i++) gc?.();
-  return process.memoryUsage();
-}
-
 async function sessionRow(kind: Kind, ports: Ports): Promise<SessionResult> {
   // Both libraries loaded before the baseline, so neither's code counts as session memory.
   const mqtt = require('mqtt') as typeof import('mqtt');
@@ -245,18 +239,7 @@ async function sessionRow(kind: Kind, ports: Ports): Promise<SessionResult> {
 }
 
 function child<T>(args: string[], execArgv: string[] = []): Promise<{ value: T; stop(): void }> {
-  const forked = fork(__filename, args, {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...process.execArgv, ...execArgv],
-  });
-  return new Promise((resolve, reject) => {
-    forked.once('error', reject);
-    forked.once('exit', (code) => reject(new Error(`${args.join(' ')} exited (${code})`)));
-    forked.once('message', (value: T) => {
-      forked.removeAllListeners('exit');
-      resolve({ value, stop: () => forked.send('stop') });
-    });
-  });
+  return forkChild<T>(__filename, args, execArgv);
 }
 
 async function emulatorProcess(): Promise<void> {

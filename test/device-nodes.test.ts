@@ -217,9 +217,9 @@ describe('thingsboard-device-out', function () {
     assert.deepEqual(telemetryOf(emulator, 'typed-7'), [{ id: 'typed-7', v: 3 }]);
   });
 
-  it('answers via: gateway with INVALID_INPUT saying it is not available yet', async function () {
+  it('answers via: gateway without a gateway name with INVALID_INPUT, before anything is sent', async function () {
     await loadFlow(
-      deviceFlow(emulator, { out: { via: 'gateway', gateway: 'gw-1' } }),
+      deviceFlow(emulator, { out: { via: 'gateway', gateway: ' ' } }),
       keys(),
       userDir,
     );
@@ -227,7 +227,7 @@ describe('thingsboard-device-out', function () {
     send({ deviceName: 'behind-gw', payload: { a: 1 } });
     const [msg] = await caught.waitFor(1);
     assert.equal(fieldsOf(msg).status, 'INVALID_INPUT');
-    assert.match(String(fieldsOf(msg).errorMsg), /not available yet/);
+    assert.match(String(fieldsOf(msg).errorMsg), /name of the gateway device/);
     assert.equal(emulator.requests.length, 0);
   });
 

@@ -129,11 +129,13 @@ describe('editor: device nodes', function () {
     assert.ok(!hidden('node-row-transport') && !hidden('node-row-qos'));
     loaded.element('#node-input-transport').val('http').trigger('change');
     assert.ok(hidden('node-row-qos'), 'no QoS over HTTP');
+    loaded.element('#node-input-transport').val('mqtt').trigger('change');
+    assert.ok(!hidden('node-row-qos') && hidden('node-row-tip-gateway'));
     loaded.element('#node-input-via').val('gateway').trigger('change');
     assert.ok(!hidden('node-row-gateway') && !hidden('node-row-deviceType'));
-    assert.ok(!hidden('node-row-gateway-not-yet'));
+    assert.ok(!hidden('node-row-tip-gateway'));
     assert.ok(hidden('node-row-transport'), 'a gateway is always MQTT');
-    assert.ok(!hidden('node-row-qos'));
+    assert.ok(hidden('node-row-qos'), 'a gateway always publishes at QoS 1');
   });
 
   it('says device in is MQTT only', function () {

@@ -15,15 +15,19 @@ const RUNTIME_KEYS: Record<string, string[]> = {
   'thingsboard-device-out.errors.deviceName': ['error'],
   'thingsboard-device-out.errors.badKind': [],
   'thingsboard-device-out.errors.notProvisioned': ['device'],
-  'thingsboard-device-out.errors.gatewayNotYet': [],
+  'thingsboard-device-out.errors.noGateway': [],
+  'thingsboard-device-out.errors.gatewayNotProvisioned': ['gateway'],
+  'thingsboard-device-out.errors.notTheGateway': ['device', 'gateway'],
   'thingsboard-device-out.errors.closing': [],
   'thingsboard-device-out.errors.failed': ['detail', 'device', 'status'],
   'thingsboard-device-out.errors.failedNoName': ['detail', 'status'],
   'thingsboard-device-out.status.sent': ['count'],
   'thingsboard-device-out.status.noConfig': [],
-  'thingsboard-device-in.errors.gatewayNotYet': [],
+  'thingsboard-device-in.errors.noGateway': [],
+  'thingsboard-device-in.errors.gatewayUnknown': ['gateway'],
+  'thingsboard-device-in.errors.gatewayFailed': ['error', 'gateway'],
   'thingsboard-device-in.status.noConfig': [],
-  'thingsboard-device-in.status.gatewayNotYet': [],
+  'thingsboard-device-in.status.noGateway': [],
   'thingsboard-provision.errors.reprovisionRefused': [],
   'thingsboard-provision-config.warn.storeDamaged': ['movedTo'],
   'thingsboard-provision-config.warn.storeError': ['error'],
@@ -39,6 +43,9 @@ for (const type of ['thingsboard-device-out', 'thingsboard-device-in']) {
     [`${type}.status.reconnecting`]: ['count', 'open'],
     [`${type}.status.takenOver`]: ['count'],
     [`${type}.status.refused`]: ['count'],
+    [`${type}.status.gateway`]: ['count', 'gateway'],
+    [`${type}.status.gatewayReconnecting`]: ['gateway'],
+    [`${type}.status.gatewayRefused`]: ['gateway'],
   });
 }
 
@@ -79,12 +86,16 @@ describe('device nodes: catalogs and help', function () {
       for (const term of ['65 536', '1 000', 'provisionedAt', '"disconnect"', 'errorMsg']) {
         assert.ok(out.includes(term), term);
       }
+      // Through a gateway: the announcement, the type, the advice for a gateway that is not one.
+      for (const term of ['v1/gateway/connect', 'msg.deviceType', 'Is gateway', 'QoS 1']) {
+        assert.ok(out.includes(term), term);
+      }
 
       const din = helpOf('thingsboard-device-in', lang);
       for (const property of ['deviceName', 'topic', 'payload', 'rpc']) {
         assert.match(din, new RegExp(`<dt>${property} `), property);
       }
-      for (const term of ['"rpc"', '"attributes"', 'MQTT', 'device out']) {
+      for (const term of ['"rpc"', '"attributes"', 'MQTT', 'device out', 'msg.deviceName']) {
         assert.ok(din.includes(term), term);
       }
 

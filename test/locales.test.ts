@@ -54,6 +54,7 @@ const RUNTIME_KEYS: Record<string, string[]> = {
   'thingsboard-provision.errors.failedNoName': ['detail', 'status'],
   'thingsboard-provision.warn.storeDamaged': ['movedTo'],
   'thingsboard-provision.warn.storeError': ['error'],
+  'thingsboard-provision.warn.storeUnavailable': ['error'],
   'thingsboard-provision-config.errors.noHost': [],
   'thingsboard-provision-config.errors.badPort': ['transport'],
   'thingsboard-provision-config.errors.coapTls': [],

@@ -18,7 +18,7 @@ import {
   tempUserDir,
 } from './support/flows';
 import type { Message } from './support/flows';
-import { helper, onCall } from './support/node-red';
+import { helper, onCall, packageNodeModules } from './support/node-red';
 
 describe('thingsboard-provision node', function () {
   let emulator: Emulator;
@@ -294,7 +294,12 @@ describe('thingsboard-provision node', function () {
       assert.equal((second.thingsboard as Record<string, unknown>).cached, true);
       assert.deepEqual(second.payload, first.payload);
       const dir = path.join(userDir, 'thingsboard-provision');
-      const files = fs.readdirSync(dir).map((f) => path.join(dir, f));
+      // The lock, a symbolic link naming this process, is there while the flow runs.
+      assert.ok(fs.lstatSync(path.join(dir, 'credentials.json.lock')).isSymbolicLink());
+      const files = fs
+        .readdirSync(dir)
+        .filter((f) => f !== 'credentials.json.lock')
+        .map((f) => path.join(dir, f));
       for (const file of files) assert.equal(fs.statSync(file).mode & 0o777, 0o600, file);
       const stored = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
       assert.ok(stored.includes('kept-1'));
@@ -492,14 +497,20 @@ describe('thingsboard-provision node', function () {
   });
 
   describe('lifecycle', function () {
-    it('closes within one second with work in flight', async function () {
+    it('closes within Node-RED’s close timeout (1 s here) with requests that never end', async function () {
       emulator.setFaults({ neverAnswerFirst: 100 });
-      await loadFlow(provisionFlow(emulator, { timeout: 30, concurrency: 2 }), keys(), userDir);
+      helper.settings({ userDir, nodeCloseTimeout: 1000 } as Parameters<typeof helper.settings>[0]);
+      await helper.load(
+        packageNodeModules as never,
+        provisionFlow(emulator, { timeout: 30, concurrency: 2 }),
+        keys(),
+      );
       for (let i = 0; i < 5; i++) send({ deviceName: `stuck-${i}` });
       await delay(200);
       const started = Date.now();
       await helper.unload();
       assert.ok(Date.now() - started < 1000, `closing took ${Date.now() - started} ms`);
+      assert.equal(emulator.requests.length, 2, 'the messages still waiting were never sent');
     });
   });
 

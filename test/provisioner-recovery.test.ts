@@ -50,18 +50,18 @@ describe('provisioner: lost answer recovery', () => {
     assert.deepEqual((await storedFor(credentials))?.answer, token(sent));
   });
 
-  it('recovers MQTT basic credentials with the answer ThingsBoard would have sent', async () => {
+  it('recovers MQTT basic credentials it generated with the answer ThingsBoard would have sent', async () => {
     const transport = lostThenFailure();
     const result = await make(transport, { verifyCredentials: async () => true }).provision(
-      job({
-        credentialsMode: 'MQTT_BASIC',
-        credentials: { clientId: 'c-1', username: 'u-1', password: 'p-secret-1' },
-      }),
+      job({ credentialsMode: 'MQTT_BASIC' }),
     );
+    const { clientId, username, password } = transport.calls[0].request;
+    assert.ok(clientId && username && password);
+    assert.equal(result.recovered, true);
     assert.deepEqual(result.answer, {
       status: 'SUCCESS',
       credentialsType: 'MQTT_BASIC',
-      credentialsValue: { clientId: 'c-1', userName: 'u-1', password: 'p-secret-1' },
+      credentialsValue: { clientId, userName: username, password },
     });
   });
 
@@ -109,6 +109,38 @@ describe('provisioner: lost answer recovery', () => {
     );
     assert.equal(verified, false);
   });
+
+  for (const [mode, credentials] of [
+    ['ACCESS_TOKEN', { token: 'flow-chosen-token-0001' }],
+    ['MQTT_BASIC', { clientId: 'c-1', username: 'u-1', password: 'p-secret-1' }],
+  ] as const) {
+    it(`never checks ${mode} credentials the flow supplied: FAILURE with advice, nothing kept`, async () => {
+      let verified = false;
+      const transport = lostThenFailure();
+      const credentialsStore = store();
+      await assert.rejects(
+        make(transport, {
+          store: credentialsStore,
+          verifyCredentials: async () => {
+            verified = true;
+            return true;
+          },
+        }).provision(job({ credentialsMode: mode, credentials, persist: true })),
+        (err: ProvisionError) => {
+          assert.equal(err.status, 'FAILURE');
+          assert.match(err.message, /earlier attempt probably created device "dev-1"/);
+          assert.match(err.message, /came from msg\.credentials/);
+          assert.match(err.message, /may be another device/);
+          assert.match(err.message, /delete the device in ThingsBoard and provision it again/);
+          assert.ok(!err.message.includes('flow-chosen-token-0001'));
+          assert.ok(!err.message.includes('p-secret-1'));
+          return true;
+        },
+      );
+      assert.equal(verified, false, 'flow-supplied credentials are never used to probe');
+      assert.equal(await storedFor(credentialsStore), undefined);
+    });
+  }
 
   it('explains that a certificate cannot be checked', async () => {
     const transport = lostThenFailure();

@@ -22,7 +22,9 @@ describe('provisioner: single flight', () => {
     const answer = deferred<ProvisionAnswer>();
     const transport = fakeTransport(() => answer.promise);
     const credentials = store();
-    await credentials.ready(); // single flight is the point here, not the store's first load
+    // Single flight is the point here, not the store's first load and write.
+    await credentials.ready();
+    await credentials.writable();
     const provisioner = make(transport, { store: credentials });
     const a = provisioner.provision(job({ persist: true }));
     const b = provisioner.provision(
@@ -51,8 +53,9 @@ describe('provisioner: single flight', () => {
     const answer = deferred<ProvisionAnswer>();
     const transport = fakeTransport(() => answer.promise);
     const loading = deferred<undefined>();
-    const slowStore = Object.assign(Object.create(store()) as CredentialStore, {
-      ready: () => loading.promise,
+    const real = store();
+    const slowStore = Object.assign(Object.create(real) as CredentialStore, {
+      ready: () => loading.promise.then(() => real.ready()),
     });
     const provisioner = make(transport, { store: slowStore });
     const quick = provisioner.provision(job({ persist: false }));
@@ -69,8 +72,10 @@ describe('provisioner: single flight', () => {
 
   it('lets every job that comes before the store has loaded share one wait, each cancelled on its own', async () => {
     const loading = deferred<undefined>();
-    const slowStore = Object.assign(Object.create(store()) as CredentialStore, {
-      ready: () => loading.promise,
+    const real = store();
+    // Held back by the test, and then by the store's own loading.
+    const slowStore = Object.assign(Object.create(real) as CredentialStore, {
+      ready: () => loading.promise.then(() => real.ready()),
     });
     const transport = fakeTransport((request) => Promise.resolve(token(`t-${request.deviceName}`)));
     const provisioner = make(transport, { store: slowStore, concurrency: 50 });

@@ -84,6 +84,7 @@ describe('provisioner: stored credentials', () => {
     const slowStore: CredentialStore = {
       ready: async () => undefined,
       get: async () => undefined,
+      writable: async () => false,
       put: async (entry) => {
         puts.push(entry);
         await written.promise;
@@ -110,27 +111,61 @@ describe('provisioner: stored credentials', () => {
       deviceName: 'dev-1',
       answer: result.answer,
       provisionedAt: result.provisionedAt,
+      gateway: false,
     });
   });
 
-  it('rejects with the credentials attached when they cannot be saved', async () => {
-    fs.writeFileSync(path.join(bench.root, 'blocker'), 'a file where a folder should be');
-    const blocked = bench.adopt(
-      openFileStore({ filePath: path.join(bench.root, 'blocker', 'tb', 'credentials.json') }),
-    );
+  it('rejects with the credentials attached when a write fails after the check', async () => {
+    const filePath = '/var/lib/nr/thingsboard-provision/credentials.json';
+    const full: CredentialStore = {
+      ready: async () => undefined,
+      get: async () => undefined,
+      writable: async () => false,
+      put: async () => {
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), {
+          code: 'ENOSPC',
+        });
+      },
+      flush: async () => undefined,
+      release: async () => undefined,
+      describe: () => `the credentials file ${filePath}`,
+    };
     const transport = fakeTransport(async () => token('precious-token-Abc123'));
-    const provisioner = make(transport, { store: blocked });
+    const provisioner = make(transport, { store: full });
     await assert.rejects(provisioner.provision(job({ persist: true })), (err: unknown) => {
       assert.ok(err instanceof CredentialsNotSavedError);
       assert.equal(err.status, 'FAILURE');
       assert.equal(err.result.answer.credentialsValue, 'precious-token-Abc123');
       assert.equal(err.result.deviceName, 'dev-1');
-      assert.ok(err.message.includes(blocked.filePath), err.message);
+      assert.ok(err.message.includes(filePath), err.message);
       assert.match(err.message, /could not be saved/);
       assert.ok(!err.message.includes('precious-token-Abc123'));
       assert.ok(!err.message.includes(SECRET));
       return true;
     });
+  });
+
+  it('sends nothing while the store cannot be written, and goes on once it can', async () => {
+    fs.writeFileSync(path.join(bench.root, 'blocker'), 'a file where a folder should be');
+    const blocked = bench.adopt(
+      openFileStore({ filePath: path.join(bench.root, 'blocker', 'tb', 'credentials.json') }),
+    );
+    const transport = fakeTransport(async (r) => echo(r));
+    const provisioner = make(transport, { store: blocked });
+    await assert.rejects(provisioner.provision(job({ persist: true })), (err: unknown) => {
+      assert.ok(!(err instanceof CredentialsNotSavedError));
+      assert.equal((err as { status?: string }).status, 'FAILURE');
+      assert.match(String((err as Error).message), /^Nothing was sent to the server/);
+      assert.ok(String((err as Error).message).includes(blocked.filePath));
+      return true;
+    });
+    // Without the store the job goes on: the flow keeps the credentials itself.
+    await provisioner.provision(job({ persist: false, deviceName: 'unkept' }));
+    assert.equal(transport.calls.length, 1);
+    fs.rmSync(path.join(bench.root, 'blocker'));
+    const result = await provisioner.provision(job({ persist: true }));
+    assert.equal(transport.calls.length, 2);
+    assert.deepEqual((await storedFor(blocked))?.answer, result.answer);
   });
 
   it('reports a credentials file that cannot be read, without sending anything', async () => {
@@ -171,6 +206,7 @@ describe('provisioner: stored credentials', () => {
           await letGo.promise;
           return structuredClone(entries.get(key));
         },
+        writable: async () => false,
         put: async (entry) => {
           puts.push(entry);
         },

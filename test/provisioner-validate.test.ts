@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
 import type { ProvisionError } from '../src/protocol/errors';
 import type { ProvisionJob } from '../src/provisioner/types';
 import { SECRET, echo, fakeTransport, job, provisionerBench, token } from './support/provisioner';
@@ -33,6 +35,33 @@ describe('provisioner: validation', () => {
       assert.equal(transport.calls.length, 0);
     });
   }
+
+  it('refuses a device name of 200 MB without copying it whole (in a 256 MB heap)', async function () {
+    this.timeout(20_000);
+    const provisionerModule = path.resolve(__dirname, '../src/provisioner/provisioner.ts');
+    const script = `
+      const { Provisioner } = require(${JSON.stringify(provisionerModule)});
+      new Provisioner({ concurrency: 1 }).provision({
+        transport: 'http', target: { host: 'tb.example.com', port: 8080 },
+        provisionDeviceKey: 'k', provisionDeviceSecret: 's', deviceName: 'd'.repeat(200e6),
+        credentialsMode: 'server', timeoutMs: 1000, retries: 0, persist: false,
+      }).catch((err) => process.stdout.write(JSON.stringify({ status: err.status, message: err.message })));
+    `;
+    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>(
+      (resolve) => {
+        const child = execFile(
+          process.execPath,
+          ['--max-old-space-size=256', '-r', 'tsx/cjs', '-e', script],
+          { cwd: path.resolve(__dirname, '..') },
+          (_err, out) => resolve({ code: child.exitCode, stdout: out }),
+        );
+      },
+    );
+    assert.equal(code, 0, 'ran out of memory copying the name');
+    const { status, message } = JSON.parse(stdout) as { status: string; message: string };
+    assert.equal(status, 'INVALID_INPUT');
+    assert.match(message, /^The device name "d{24}…" is 200000000 characters long/);
+  });
 
   it('names every transport and credentials type it takes', async () => {
     const provisioner = make(fakeTransport(async (r) => echo(r)));

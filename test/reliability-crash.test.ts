@@ -199,6 +199,8 @@ interface StoreOnDisk {
   files: string[];
   temps: string[];
   damaged: string[];
+  /** The lock (and takeover markers), left by a killed process or held by a running one. */
+  locks: string[];
 }
 
 /**
@@ -207,7 +209,13 @@ interface StoreOnDisk {
  * in a journal only the text after the last newline may be torn (a commit never acknowledged).
  */
 function readStoreFromDisk(dir: string): StoreOnDisk {
-  const found: StoreOnDisk = { entries: new Map(), files: [], temps: [], damaged: [] };
+  const found: StoreOnDisk = {
+    entries: new Map(),
+    files: [],
+    temps: [],
+    damaged: [],
+    locks: [],
+  };
   if (!fs.existsSync(dir)) return found;
   const journals: Array<{ sequence: number; entries: StoredEntry[] }> = [];
   let snapshotSequence = 0;
@@ -215,6 +223,11 @@ function readStoreFromDisk(dir: string): StoreOnDisk {
     const full = path.join(dir, name);
     if (name.includes('.tmp-')) {
       found.temps.push(name);
+      continue;
+    }
+    if (name.startsWith('credentials.json.lock')) {
+      assert.ok(fs.lstatSync(full).isSymbolicLink(), `${name} is a symbolic link`);
+      found.locks.push(name);
       continue;
     }
     if (name.includes('.damaged-')) {
@@ -405,6 +418,12 @@ describe('reliability: crash safety of the store in a real Node-RED (SIGKILL)', 
         const { signal } = await current.exited;
         assert.equal(signal, 'SIGKILL');
         const store = checkStore(`after kill ${run + 1}`);
+        // The next run must take over the lock the killed process left behind.
+        assert.deepEqual(
+          store.locks,
+          ['credentials.json.lock'],
+          'the killed process held the lock',
+        );
         previousTemps = store.temps;
         kills += 1;
         continue;
@@ -424,6 +443,7 @@ describe('reliability: crash safety of the store in a real Node-RED (SIGKILL)', 
 
     const store = checkStore('after the last run');
     assert.deepEqual(store.temps, [], 'no temp file after a clean stop');
+    assert.deepEqual(store.locks, [], 'a clean stop releases the lock');
     assert.deepEqual(store.files, ['credentials.json'], 'a clean stop folds the journals in');
 
     // The store's own loader agrees with the format read here.

@@ -71,6 +71,7 @@ describe('credential store', () => {
         return {
           ready: async () => undefined,
           get: async () => undefined,
+          writable: async () => false,
           put: async () => undefined,
           flush: async () => undefined,
           release: async () => {

@@ -4,8 +4,8 @@
  * when idle), and stateless HTTP and CoAP requests. What ThingsBoard pushes to the sessions comes
  * out as `rpc` and `attributes` events; how the sessions fare, as `session` and `summary` events.
  *
- * A gateway session is another MqttSession with its own hooks (v1/gateway/* topics, inbound
- * messages routed by their `device` field, announcements in onConnected), held beside these.
+ * Beside them, one connection per gateway (GatewayConnections): what its devices are sent comes
+ * out as the same events, with `gateway` set.
  */
 
 import { EventEmitter } from 'node:events';
@@ -13,20 +13,19 @@ import {
   DEVICE_TOPICS,
   checkMqttPublishSize,
   deviceDataText,
-  parseAttributeUpdate,
-  parseRpcRequest,
+  deviceNameOf,
   rpcReplyText,
   rpcRequestId,
   rpcResponseTopic,
 } from '../protocol/device-data';
 import { DeviceError, invalidInput } from '../protocol/device-errors';
-import { validateDeviceName } from '../protocol/request';
 import { quotePrefix } from '../protocol/text';
-import { postOverCoap, postOverHttp } from './device-requests';
-import { accessTokenFor, checkTransport } from './login';
+import { postDeviceData } from './device-requests';
+import { GatewayConnections } from './gateway-connections';
+import { checkTransport } from './login';
 import { MqttSession } from './mqtt-session';
-import { fromTransportError } from './session-errors';
-import type { MqttSessionHooks, MqttSessionSettings } from './mqtt-session';
+import { DEVICE_SUBSCRIPTIONS, readDeviceMessage, settingsOf, timeoutOf } from './settings';
+import type { InboundEvents, MqttSessionHooks, MqttSessionSettings } from './settings';
 import type {
   CloseReport,
   ConnectionSummary,
@@ -35,32 +34,10 @@ import type {
   DeviceLogin,
   DeviceSend,
   DeviceServer,
+  GatewaySend,
   SessionCloseReason,
   SessionState,
 } from './types';
-
-export const DEFAULT_TIMEOUT_MS = 10_000;
-
-/** The device name, trimmed as the provisioner keeps it; INVALID_INPUT saying what to fix. */
-function nameOf(raw: unknown): string {
-  try {
-    return validateDeviceName(raw);
-  } catch (err) {
-    throw fromTransportError(err);
-  }
-}
-
-const DEFAULTS = {
-  protocolVersion: 4,
-  keepaliveSeconds: 60,
-  idleMs: 10 * 60_000,
-  maxSessions: 1000,
-  maxQueued: 1000,
-  window: 32,
-  connectTimeoutMs: 10_000,
-  reconnect: { initialMs: 1000, maxMs: 60_000 },
-  takeover: { initialMs: 10_000, maxMs: 5 * 60_000, shortSessionMs: 30_000 },
-} as const;
 
 export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
   readonly server: DeviceServer;
@@ -72,25 +49,36 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
   /** Sessions still ending: a new one for the same device waits, or the two would kick each other. */
   private readonly ending = new Map<string, Promise<number>>();
   private readonly requests = new Set<Promise<void>>();
+  private readonly gateways: GatewayConnections;
   private sweeper: NodeJS.Timeout | undefined;
   private summaryDue = false;
   private closing: Promise<CloseReport> | undefined;
+  private readonly inbound: InboundEvents = {
+    rpc: (request) => this.emit('rpc', request),
+    attributes: (update) => this.emit('attributes', update),
+  };
 
   constructor(options: DeviceConnectionsOptions) {
     super();
     this.server = options.server;
-    this.idleMs = options.idleMs ?? DEFAULTS.idleMs;
-    this.maxSessions = options.maxSessions ?? DEFAULTS.maxSessions;
-    this.settings = {
-      protocolVersion: options.protocolVersion ?? DEFAULTS.protocolVersion,
-      keepaliveSeconds: options.keepaliveSeconds ?? DEFAULTS.keepaliveSeconds,
-      window: options.window ?? DEFAULTS.window,
-      maxQueued: options.maxQueued ?? DEFAULTS.maxQueued,
-      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
-      reconnect: options.reconnect ?? DEFAULTS.reconnect,
-      takeover: options.takeover ?? DEFAULTS.takeover,
-      random: options.random ?? Math.random,
-    };
+    const { session, limits } = settingsOf(options);
+    this.settings = session;
+    this.idleMs = limits.idleMs;
+    this.maxSessions = limits.maxSessions;
+    const gatewaySettings = { ...session, window: limits.gatewayWindow };
+    this.gateways = new GatewayConnections(
+      this.server,
+      gatewaySettings,
+      (gateway) => ({
+        ...this.inbound,
+        state: (change) => this.emit('session', { deviceName: gateway, gateway, ...change }),
+      }),
+      // ThingsBoard keeps one session per device: the gateway's connection becomes the device's.
+      (gateway) => {
+        const session = this.sessions.get(gateway);
+        if (session !== undefined) void this.endSession(gateway, session, 'disconnect', false);
+      },
+    );
   }
 
   /**
@@ -102,13 +90,10 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
     try {
       if (this.closing !== undefined) throw this.closedError();
       const { login, transport, message } = request;
-      const deviceName = nameOf(request.deviceName);
+      const deviceName = deviceNameOf(request.deviceName);
       const qos = request.qos ?? 1;
-      const timeoutMs = request.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+      const timeoutMs = timeoutOf(request.timeoutMs);
       if (qos !== 0 && qos !== 1) throw invalidInput(`QoS must be 0 or 1, not ${String(qos)}.`);
-      if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) {
-        throw invalidInput('The timeout must be a positive number of milliseconds.');
-      }
       checkTransport(transport, login, this.server);
       if (message.kind === 'rpc-reply') {
         if (transport !== 'mqtt') {
@@ -131,19 +116,11 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
       if (transport === 'mqtt') {
         return this.publish(deviceName, login, DEVICE_TOPICS[message.kind], text, qos, timeoutMs);
       }
-      const post = transport === 'http' ? postOverHttp : postOverCoap;
-      const { host, ports, tls } = this.server;
-      const target =
-        transport === 'http' && tls
-          ? { host, port: ports.http, tls }
-          : { host, port: ports[transport] };
-      const sent = post({
-        target,
-        token: accessTokenFor(transport, login),
+      const sent = postDeviceData(this.server, transport, login, {
+        deviceName,
         kind: message.kind,
         text,
         timeoutMs,
-        device: quotePrefix(deviceName, 64),
       });
       this.requests.add(sent);
       const forget = (): void => void this.requests.delete(sent);
@@ -161,16 +138,14 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
     payload: unknown,
     options: { login?: DeviceLogin; qos?: 0 | 1; timeoutMs?: number } = {},
   ): Promise<void> {
-    const login = options.login ?? this.sessions.get(deviceName.trim())?.currentLogin;
+    const name = deviceName.trim();
+    const login =
+      options.login ?? (this.sessions.get(name) ?? this.gateways.session(name))?.currentLogin;
     if (login === undefined) {
-      return Promise.reject(
-        new DeviceError(
-          'CONNECTION_ERROR',
-          `Device ${quotePrefix(deviceName, 64)} has no open connection to carry the reply to ` +
-            'RPC request ' +
-            `${String(id)}, and no credentials were given to open one.`,
-        ),
-      );
+      const problem =
+        `Device ${quotePrefix(deviceName, 64)} has no open connection to carry the reply to ` +
+        `RPC request ${String(id)}, and no credentials were given to open one.`;
+      return Promise.reject(new DeviceError('CONNECTION_ERROR', problem));
     }
     return this.send({
       deviceName,
@@ -183,15 +158,64 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
   }
 
   /**
+   * Sends one message of a device behind a gateway, on the gateway's one connection (opened with
+   * `gatewayLogin` on first use), always QoS 1: the device is announced first on each connection,
+   * and messages arriving together share a publish. Resolves on the PUBACK of the publish that
+   * carried it; a message that is invalid or too large is refused alone, before it joins one.
+   */
+  sendViaGateway(request: GatewaySend): Promise<void> {
+    return this.unlessClosing(() => this.gateways.send(request));
+  }
+
+  /** Replies to an RPC request a device behind the gateway received (`{"device","id","data"}`). */
+  replyRpcViaGateway(
+    gatewayName: string,
+    deviceName: string,
+    id: unknown,
+    payload: unknown,
+    options: { login?: DeviceLogin; timeoutMs?: number } = {},
+  ): Promise<void> {
+    return this.unlessClosing(() =>
+      this.gateways.replyRpc(gatewayName, deviceName, id, payload, options),
+    );
+  }
+
+  /** `v1/gateway/disconnect` for the device, once what was queued before it went out. */
+  disconnectViaGateway(
+    gatewayName: string,
+    deviceName: string,
+    options: { timeoutMs?: number } = {},
+  ): Promise<void> {
+    return this.unlessClosing(() =>
+      this.gateways.disconnect(gatewayName, deviceName, options.timeoutMs),
+    );
+  }
+
+  /** Opens the gateway's connection (or hands it a new login) without sending: for `device in`. */
+  openGateway(gatewayName: string, login: DeviceLogin): void {
+    if (this.closing !== undefined) throw this.closedError();
+    this.gateways.open(gatewayName, login);
+  }
+
+  /** The state of the gateway's connection, and how many devices it announced so far. */
+  gatewayState(gatewayName: string): { state: SessionState; devices: number } | undefined {
+    const state = this.gateways.state(gatewayName);
+    return state && { state, devices: this.gateways.deviceCount(gatewayName) };
+  }
+
+  /**
    * Opens the device's MQTT session (or hands a new login to the open one) without sending: for
    * credentials handed over, and for `device in`. Throws INVALID_INPUT for a login MQTT cannot use.
    */
   open(deviceName: string, login: DeviceLogin): void {
     if (this.closing !== undefined) throw this.closedError();
-    deviceName = nameOf(deviceName);
+    deviceName = deviceNameOf(deviceName);
     checkTransport('mqtt', login, this.server);
+    const gateway = this.gateways.session(deviceName);
     const ending = this.ending.get(deviceName);
-    if (ending === undefined || this.sessions.has(deviceName)) this.sessionFor(deviceName, login);
+    if (gateway !== undefined) gateway.updateLogin(login);
+    else if (ending === undefined || this.sessions.has(deviceName))
+      this.sessionFor(deviceName, login);
     else void ending.then(() => this.closing === undefined && this.sessionFor(deviceName, login));
   }
 
@@ -203,9 +227,9 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
     else await this.ending.get(deviceName);
   }
 
-  /** The state of the device's MQTT session, if one is open. */
+  /** The state of the device's MQTT session (or its gateway connection), if one is open. */
   sessionState(deviceName: string): SessionState | undefined {
-    return this.sessions.get(deviceName.trim())?.state;
+    return this.sessions.get(deviceName.trim())?.state ?? this.gateways.state(deviceName);
   }
 
   summary(): ConnectionSummary {
@@ -239,7 +263,7 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
       const ends = [...this.sessions].map(([name, session]) =>
         this.endSession(name, session, 'close', true),
       );
-      const counts = await Promise.all(ends);
+      const counts = await Promise.all([...ends, this.gateways.close()]);
       await Promise.all([...this.ending.values()]);
       await Promise.allSettled([...this.requests]);
       return { unsent: counts.reduce((sum, count) => sum + count, 0) };
@@ -259,6 +283,11 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
       qos,
       protocolVersion: this.settings.protocolVersion,
     });
+    const gateway = this.gateways.session(deviceName);
+    if (gateway !== undefined) {
+      gateway.updateLogin(login);
+      return gateway.sendAsDevice(topic, text, qos, timeoutMs);
+    }
     const ending = this.ending.get(deviceName);
     if (ending !== undefined && !this.sessions.has(deviceName)) {
       return ending.then(() => this.publish(deviceName, login, topic, text, qos, timeoutMs));
@@ -296,16 +325,8 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
 
   private hooksFor(deviceName: string): MqttSessionHooks {
     return {
-      subscriptions: [DEVICE_TOPICS.rpcRequests, DEVICE_TOPICS.attributes],
-      onMessage: (topic, payload) => {
-        if (topic === DEVICE_TOPICS.attributes) {
-          const data = parseAttributeUpdate(payload);
-          if (data !== undefined) this.emit('attributes', { deviceName, data });
-          return;
-        }
-        const request = parseRpcRequest(topic, payload);
-        if (request !== undefined) this.emit('rpc', { deviceName, ...request });
-      },
+      subscriptions: DEVICE_SUBSCRIPTIONS,
+      onMessage: (topic, payload) => readDeviceMessage(deviceName, topic, payload, this.inbound),
       onState: (change) => {
         this.emit('session', { deviceName, ...change });
         this.scheduleSummary();
@@ -365,6 +386,15 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
       this.summaryDue = false;
       this.emit('summary', this.summary());
     });
+  }
+
+  private unlessClosing(send: () => Promise<void>): Promise<void> {
+    try {
+      if (this.closing !== undefined) throw this.closedError();
+      return send();
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   private closedError(): DeviceError {

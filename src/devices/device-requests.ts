@@ -7,11 +7,14 @@
 import { DeviceError } from '../protocol/device-errors';
 import type { DeviceDataKind } from '../protocol/device-data';
 import { ProvisionError } from '../protocol/errors';
+import { quotePrefix } from '../protocol/text';
 import { coapModule, httpModule } from '../transports/lazy';
 import { describeEndpoint } from '../transports/exchange';
 import type { Endpoint } from '../transports/exchange';
 import type { TransportTarget } from '../transports/types';
+import { accessTokenFor } from './login';
 import { fromTransportError } from './session-errors';
+import type { DeviceLogin, DeviceServer } from './types';
 
 export interface DeviceRequest {
   target: TransportTarget;
@@ -41,6 +44,28 @@ function notRead(endpoint: Endpoint, device: string, answered: string): DeviceEr
       'JSON and see the server log.',
     { sent: true },
   );
+}
+
+/** One message of a device over HTTP(S) or CoAP, with its access token, to the config node's server. */
+export function postDeviceData(
+  server: DeviceServer,
+  transport: 'http' | 'coap',
+  login: DeviceLogin,
+  data: { deviceName: string; kind: DeviceDataKind; text: string; timeoutMs: number },
+): Promise<void> {
+  const { host, ports, tls } = server;
+  const post = transport === 'http' ? postOverHttp : postOverCoap;
+  return post({
+    target:
+      transport === 'http' && tls
+        ? { host, port: ports.http, tls }
+        : { host, port: ports[transport] },
+    token: accessTokenFor(transport, login),
+    kind: data.kind,
+    text: data.text,
+    timeoutMs: data.timeoutMs,
+    device: quotePrefix(data.deviceName, 64),
+  });
 }
 
 /** POST /api/v1/{token}/telemetry|attributes over HTTP(S); resolves on 2xx. */

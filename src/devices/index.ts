@@ -3,7 +3,8 @@
  * connections a config node holds, and how a device's login is made from a provisioning answer.
  */
 
-export { DeviceConnections, DEFAULT_TIMEOUT_MS } from './device-connections';
+export { DeviceConnections } from './device-connections';
+export { DEFAULT_TIMEOUT_MS } from './settings';
 export { loginFromAnswer } from './login';
 export type { GeneratedKeys } from './login';
 export type * from './types';

@@ -1,6 +1,6 @@
 /**
- * One long-lived MQTT session: a device's today, a gateway's next (its topics and what it does with
- * inbound messages come from the hooks). mqtt.js speaks the protocol on each connection (CONNECT,
+ * One long-lived MQTT session, a device's or a gateway's (its topics, what it does with inbound
+ * messages and what it announces on each connection come from the hooks). mqtt.js speaks the protocol on each connection (CONNECT,
  * keep-alive, packet ids, PUBACK matching, SUBSCRIBE); this class owns what lasts across
  * connections: the ordered queue, the window of unacknowledged messages, reconnecting with backoff,
  * and telling a session taken over by another client from a lost one.
@@ -12,18 +12,20 @@
  * again on the next one, in order, until its deadline.
  */
 
-import type { IClientOptions, MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { DeviceError } from '../protocol/device-errors';
 import { quotePrefix } from '../protocol/text';
 import { connectionFailure } from '../transports/exchange';
 import type { Endpoint } from '../transports/exchange';
-import { CREDENTIALS_REFUSED, connackReason, randomClientId } from '../transports/mqtt';
 import { connectTo } from '../transports/tls-options';
 import type { TransportTarget } from '../transports/types';
-import { mqttIdentity, mqttTarget, sameLogin } from './login';
+import { mqttTarget, sameLogin } from './login';
+import { backoffWait, clientOptions } from './settings';
+import type { MqttSessionHooks, MqttSessionSettings } from './settings';
 import { OutgoingQueue } from './outgoing-queue';
-import type { Outgoing } from './outgoing-queue';
+import type { Announcement, ComposedPayload, Outgoing } from './outgoing-queue';
 import {
+  clientProblem,
   connectionLostError,
   copyError,
   expiredError,
@@ -31,13 +33,9 @@ import {
   notSentError,
   pubackError,
   queueFullError,
-  refusedError,
-  serverRefusedError,
-  silentServerError,
   takenOverError,
 } from './session-errors';
 import type {
-  BackoffPolicy,
   DeviceLogin,
   DeviceServer,
   SessionChange,
@@ -50,29 +48,6 @@ const SESSION_TAKEN_OVER = 0x8e;
 /** How long an ending connection may take to close after its DISCONNECT. */
 const DISCONNECT_GRACE_MS = 1000;
 
-export interface MqttSessionSettings {
-  protocolVersion: 4 | 5;
-  keepaliveSeconds: number;
-  window: number;
-  maxQueued: number;
-  connectTimeoutMs: number;
-  reconnect: BackoffPolicy;
-  takeover: BackoffPolicy & { shortSessionMs: number };
-  random: () => number;
-}
-
-export interface MqttSessionHooks {
-  /** Filters subscribed (QoS 1) on every connection. */
-  subscriptions: readonly string[];
-  /**
-   * Messages written (QoS 1) on each new connection ahead of the queue, unacknowledged by
-   * anyone: what the server must hear again after every reconnect (a gateway's announcements).
-   */
-  onConnected?(): ReadonlyArray<{ topic: string; text: string }>;
-  onMessage(topic: string, payload: Buffer): void;
-  onState(change: Omit<SessionChange, 'deviceName'>): void;
-}
-
 type MqttModule = typeof import('mqtt');
 let mqttModule: MqttModule | undefined;
 
@@ -80,12 +55,6 @@ let mqttModule: MqttModule | undefined;
 function mqtt(): MqttModule {
   mqttModule ??= require('mqtt') as MqttModule;
   return mqttModule;
-}
-
-/** Half fixed, half random: waits grow from initialMs to maxMs and never fall near zero. */
-export function backoffWait(attempt: number, policy: BackoffPolicy, random: () => number): number {
-  const ceiling = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.min(attempt, 30));
-  return Math.round(ceiling / 2 + (ceiling / 2) * random());
 }
 
 export class MqttSession {
@@ -109,6 +78,7 @@ export class MqttSession {
   private ending: Promise<number> | undefined;
   private endReason: SessionCloseReason = 'close';
   private pumping = false;
+  private pumpDue = false;
 
   constructor(
     readonly name: string,
@@ -145,28 +115,60 @@ export class MqttSession {
 
   /** Queues one PUBLISH; settles on PUBACK (QoS 1) or once written (QoS 0), or with a DeviceError. */
   send(topic: string, text: string, qos: 0 | 1, timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.enqueue(topic, text, qos, timeoutMs, (err) =>
+        err === undefined ? resolve() : reject(err),
+      );
+    });
+  }
+
+  /** send() with a callback, called exactly once and synchronously where it can be. */
+  enqueue(
+    topic: string,
+    body: string | ComposedPayload,
+    qos: 0 | 1,
+    timeoutMs: number,
+    settle: (err?: DeviceError) => void,
+  ): void {
     this.lastActivity = Date.now();
     if (this.state === 'unauthorized' && this.lastProblem !== undefined) {
-      return Promise.reject(copyError(this.lastProblem));
+      return settle(copyError(this.lastProblem));
     }
     if (this.queue.waitingCount >= this.settings.maxQueued) {
-      return Promise.reject(queueFullError(this.label, this.settings.maxQueued, this.state));
+      return settle(queueFullError(this.label, this.settings.maxQueued, this.state));
     }
-    return new Promise<void>((resolve, reject) => {
-      this.queue.add({
-        topic,
-        text,
-        qos,
-        deadline: Date.now() + timeoutMs,
-        timeoutMs,
-        resolve,
-        reject,
-        settled: false,
-        connection: undefined,
-        messageId: 0,
-      });
-      this.pump();
+    this.queue.add({
+      topic,
+      body,
+      qos,
+      deadline: Date.now() + timeoutMs,
+      timeoutMs,
+      resolve: () => settle(),
+      reject: settle,
+      settled: false,
+      connection: undefined,
+      messageId: 0,
     });
+    if (this.hooks.coalesceWrites !== true) this.pump();
+    else if (!this.pumpDue) {
+      this.pumpDue = true;
+      setImmediate(() => {
+        this.pumpDue = false;
+        this.pump();
+      });
+    }
+  }
+
+  /**
+   * Gives up on the connection for a reason only the caller can see (a gateway the server ignores):
+   * everything queued fails with `problem`, as do later messages, until new credentials come.
+   */
+  refuse(problem: DeviceError): void {
+    const client = this.client;
+    if (client === undefined) return;
+    this.client = undefined;
+    void this.endClient(client);
+    this.giveUp(problem);
   }
 
   /** New credentials: a refused session tries again with them; a connected one reconnects. */
@@ -218,23 +220,13 @@ export class MqttSession {
   private connect(): void {
     this.retryTimer = undefined;
     this.takenOverNow = false;
-    const identity = mqttIdentity(this.login);
     const target = this.target;
-    const options: IClientOptions = {
-      protocolVersion: this.settings.protocolVersion,
-      clientId: identity.clientId ?? randomClientId('device-'),
-      keepalive: this.settings.keepaliveSeconds,
-      clean: true,
-      reconnectPeriod: 0,
-      connectTimeout: this.settings.connectTimeoutMs,
-      resubscribe: false,
-      queueQoSZero: false,
-    };
-    if (identity.username !== undefined) options.username = identity.username;
-    if (identity.password !== undefined) options.password = identity.password;
     let client: MqttClient;
     try {
-      client = new (mqtt().MqttClient)(() => connectTo(target), options);
+      client = new (mqtt().MqttClient)(
+        () => connectTo(target),
+        clientOptions(this.login, this.settings),
+      );
     } catch (err) {
       // TLS material that cannot be used (a bad key or passphrase) fails before any socket.
       this.lastProblem = fromTransportError(connectionFailure(err, this.endpoint, false));
@@ -262,26 +254,14 @@ export class MqttSession {
     this.setState('connected');
     // Not awaited: servers before November 2024 may not answer, and publishing needs no SUBACK.
     client.subscribe([...this.hooks.subscriptions], { qos: 1 });
-    for (const { topic, text } of this.hooks.onConnected?.() ?? []) {
-      client.publish(topic, text, { qos: 1 });
-    }
+    for (const announcement of this.hooks.onConnected?.() ?? [])
+      this.announce(client, announcement);
     this.pump();
   }
 
   private onClientError(client: MqttClient, err: Error & { code?: unknown }): void {
     if (client !== this.client) return;
-    const code = err.code;
-    if (typeof code === 'number' && !client.connected && CREDENTIALS_REFUSED.has(code)) {
-      this.lastProblem = refusedError(this.endpoint, this.label, connackReason(code));
-      return;
-    }
-    if (typeof code === 'number') {
-      this.lastProblem = serverRefusedError(this.endpoint, this.label, connackReason(code));
-      return;
-    }
-    this.lastProblem =
-      silentServerError(this.endpoint, this.label, err.message) ??
-      fromTransportError(connectionFailure(err, this.endpoint, false));
+    this.lastProblem = clientProblem(err, client.connected, this.endpoint, this.label);
   }
 
   private onClosed(client: MqttClient): void {
@@ -291,11 +271,7 @@ export class MqttSession {
     const lived = wasConnected ? Date.now() - this.connectedAt : 0;
     this.queue.requeueWritten();
     const problem = this.lastProblem;
-    if (problem?.status === 'UNAUTHORIZED') {
-      this.setState('unauthorized', { reason: problem.message });
-      this.queue.rejectAll(() => copyError(problem));
-      return;
-    }
+    if (problem?.status === 'UNAUTHORIZED') return this.giveUp(problem);
     const shortSession = wasConnected && lived < this.settings.takeover.shortSessionMs;
     if (wasConnected && !shortSession) {
       this.shortSessions = 0;
@@ -312,6 +288,14 @@ export class MqttSession {
     }
     this.lastProblem ??= connectionLostError(this.endpoint, this.label, wasConnected);
     this.scheduleReconnect();
+  }
+
+  /** Nothing is tried, and nothing sent, until new credentials come. */
+  private giveUp(problem: DeviceError): void {
+    this.lastProblem = problem;
+    this.queue.requeueWritten();
+    this.setState('unauthorized', { reason: problem.message });
+    this.queue.rejectAll(() => copyError(problem));
   }
 
   private scheduleReconnect(
@@ -348,9 +332,16 @@ export class MqttSession {
   }
 
   private write(client: MqttClient, entry: Outgoing): void {
+    let text: string;
+    if (typeof entry.body === 'string') text = entry.body;
+    else {
+      const composed = entry.body.compose();
+      for (const announcement of composed.before) this.announce(client, announcement);
+      text = composed.text;
+    }
     // Marked first: a QoS 0 callback may come back before publish() returns.
     this.queue.markWritten(entry, client, 0);
-    client.publish(entry.topic, entry.text, { qos: entry.qos }, (err) => {
+    client.publish(entry.topic, text, { qos: entry.qos }, (err) => {
       if (entry.connection !== client || entry.settled) return;
       // mqtt.js reports success as null or undefined, and a PUBACK's refusal with its reason code.
       const code = (err as { code?: unknown } | null | undefined)?.code;
@@ -364,6 +355,16 @@ export class MqttSession {
       this.pump();
     });
     if (entry.qos === 1 && !entry.settled) entry.messageId = client.getLastMessageId() ?? 0;
+  }
+
+  /** QoS 1, not queued: a PUBACK with any reason code counts as the server's answer. */
+  private announce(client: MqttClient, announcement: Announcement): void {
+    client.publish(announcement.topic, announcement.text, { qos: 1 }, (err) => {
+      const code = (err as { code?: unknown } | null | undefined)?.code;
+      if (client === this.client && (err == null || typeof code === 'number')) {
+        announcement.acknowledged?.();
+      }
+    });
   }
 
   private expired(entry: Outgoing, written: boolean): DeviceError {

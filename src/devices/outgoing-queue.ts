@@ -10,9 +10,27 @@
 
 import type { DeviceError } from '../protocol/device-errors';
 
-export interface Outgoing {
+/** One PUBLISH's text, written first on this connection: a gateway's announcement of a device. */
+export interface Announcement {
   topic: string;
   text: string;
+  /** The server answered it with a PUBACK (any reason code). */
+  acknowledged?(): void;
+}
+
+/**
+ * A publish whose text is made when it is written, so that messages can join it until then (a
+ * gateway's shared publish). compose() runs at every write, the first one fixing the text.
+ */
+export interface ComposedPayload {
+  /** The messages it carries, for the count of those never sent. */
+  readonly count: number;
+  compose(): { text: string; before: readonly Announcement[] };
+}
+
+export interface Outgoing {
+  topic: string;
+  body: string | ComposedPayload;
   qos: 0 | 1;
   /** Absolute time (Date.now() scale) by which the server must have accepted it. */
   deadline: number;
@@ -99,12 +117,12 @@ export class OutgoingQueue {
     this.liveWaiting += again.length;
   }
 
-  /** Rejects every waiting message with `err(entry)`; returns how many there were. */
+  /** Rejects every waiting message with `err(entry)`; returns how many messages they carried. */
   rejectWaiting(err: (entry: Outgoing) => DeviceError): number {
     let count = 0;
     for (let entry = this.next(); entry !== undefined; entry = this.next()) {
+      count += typeof entry.body === 'string' ? 1 : entry.body.count;
       this.settle(entry, err(entry));
-      count++;
     }
     return count;
   }
@@ -173,6 +191,7 @@ export class OutgoingQueue {
         this.settle(entry, this.expire(entry, false));
       } else next = Math.min(next, entry.deadline);
     }
-    if (next !== Infinity) this.watch(next);
+    // An expiry's rejection may have failed the rest (a gateway the server ignores).
+    if (next !== Infinity && !this.empty) this.watch(next);
   }
 }

@@ -2,8 +2,9 @@
 
 import { DeviceError } from '../protocol/device-errors';
 import type { ProvisionError } from '../protocol/errors';
-import { describeEndpoint, formatWait } from '../transports/exchange';
+import { connectionFailure, describeEndpoint, formatWait } from '../transports/exchange';
 import type { Endpoint } from '../transports/exchange';
+import { CREDENTIALS_REFUSED, connackReason } from '../transports/mqtt';
 import type { SessionCloseReason, SessionState } from './types';
 
 /** The server refused the device's credentials: deleted, or its credentials changed. */
@@ -182,4 +183,41 @@ export function silentServerError(
     );
   }
   return undefined;
+}
+
+/** What an mqtt.js client's error means for the session: a refusal, a silent server, a failure. */
+export function clientProblem(
+  err: Error & { code?: unknown },
+  connected: boolean,
+  endpoint: Endpoint,
+  device: string,
+): DeviceError {
+  const code = err.code;
+  if (typeof code === 'number' && !connected && CREDENTIALS_REFUSED.has(code)) {
+    return refusedError(endpoint, device, connackReason(code));
+  }
+  if (typeof code === 'number') return serverRefusedError(endpoint, device, connackReason(code));
+  return (
+    silentServerError(endpoint, device, err.message) ??
+    fromTransportError(connectionFailure(err, endpoint, false))
+  );
+}
+
+/**
+ * The server never acknowledged a gateway's announcement: ThingsBoard ignores v1/gateway/* from a
+ * device without the gateway flag (read at CONNECT), and before 3.8 provisioning ignored it.
+ */
+export function notGatewayError(
+  endpoint: Endpoint,
+  gateway: string,
+  waitedMs: number,
+): DeviceError {
+  return new DeviceError(
+    'UNAUTHORIZED',
+    `Device ${gateway} is not a gateway at ${describeEndpoint(endpoint)}: ThingsBoard gave no ` +
+      `answer within ${formatWait(waitedMs)} to its announcement of a device on ` +
+      'v1/gateway/connect, which it does for a device without the gateway flag (servers before ' +
+      '3.8 also provision a plain device when asked for a gateway). Tick "Is gateway" on the ' +
+      'device in ThingsBoard, then redeploy; until then nothing is sent through it.',
+  );
 }

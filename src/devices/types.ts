@@ -35,18 +35,35 @@ export interface DeviceSend {
   timeoutMs?: number;
 }
 
+/** One message of a device behind a gateway, sent on the gateway's connection (always QoS 1). */
+export interface GatewaySend {
+  gatewayName: string;
+  /** The gateway device's own credentials. */
+  gatewayLogin: DeviceLogin;
+  deviceName: string;
+  /** The device profile ThingsBoard creates the device with when it does not exist; `default`. */
+  deviceType?: string;
+  message: DeviceMessage;
+  /** Milliseconds from the call for the server to accept the message; default 10 000. */
+  timeoutMs?: number;
+}
+
 /** A server-side RPC request pushed to a device. */
 export interface InboundRpc {
   deviceName: string;
   id: number;
   method: string;
   params: unknown;
+  /** For a device behind a gateway: the gateway's name. */
+  gateway?: string;
 }
 
 /** Shared attributes ThingsBoard pushed: `{key: value}`, or `{deleted: [keys]}`. */
 export interface SharedAttributesUpdate {
   deviceName: string;
   data: Record<string, unknown>;
+  /** For a device behind a gateway: the gateway's name. */
+  gateway?: string;
 }
 
 /**
@@ -61,7 +78,9 @@ export type SessionState =
 export type SessionCloseReason = 'idle' | 'limit' | 'disconnect' | 'close';
 
 export interface SessionChange {
+  /** The device, or for a gateway's connection the gateway (then `gateway` is set too). */
   deviceName: string;
+  gateway?: string;
   state: SessionState;
   /** Why, in words fit for a log line or a status (never a credential). */
   reason?: string;
@@ -111,6 +130,8 @@ export interface DeviceConnectionsOptions {
   maxQueued?: number;
   /** Messages written per device and not yet acknowledged, at most; default 32. */
   window?: number;
+  /** Shared publishes a gateway has written and not yet had acknowledged, at most; default 2. */
+  gatewayWindow?: number;
   /** Milliseconds for a CONNACK; default 10 000. */
   connectTimeoutMs?: number;
   /** Waits between reconnection attempts (doubled each time, half of it random). */

@@ -7,6 +7,7 @@
  */
 
 import { invalidInput, isDeviceError } from './device-errors';
+import { validateDeviceName } from './request';
 import { describeType, isPlainObject, quotePrefix } from './text';
 
 export const DEVICE_TOPICS = {
@@ -23,6 +24,15 @@ export type DeviceDataKind = (typeof DEVICE_DATA_KINDS)[number];
 
 export function isDeviceDataKind(value: unknown): value is DeviceDataKind {
   return value === 'telemetry' || value === 'attributes';
+}
+
+/** The device name, trimmed as the provisioner keeps it, or INVALID_INPUT saying what to fix. */
+export function deviceNameOf(raw: unknown): string {
+  try {
+    return validateDeviceName(raw);
+  } catch (err) {
+    throw invalidInput((err as Error).message);
+  }
 }
 
 /** ThingsBoard closes an MQTT connection that sends a packet larger than this (Netty's limit). */
@@ -42,14 +52,9 @@ const TELEMETRY_SHAPES = '{key: value, ...}, {ts, values: {key: value, ...}} or 
 function jsonText(value: unknown, what: string): string {
   let text: string | undefined;
   try {
-    text = JSON.stringify(value, (key: string, entry: unknown) => {
-      const problem = unrepresentable(entry);
-      if (problem !== undefined) {
-        const where = key === '' ? what : `the value of ${quotePrefix(key)} in ${what}`;
-        throw invalidInput(`${capitalise(where)} is ${problem}, which JSON cannot carry. ${FIX}`);
-      }
-      return entry;
-    });
+    // A walk before a plain stringify costs a fraction of a replacer called for every value.
+    checkRepresentable(value, '', what, []);
+    text = JSON.stringify(value);
   } catch (err) {
     if (isDeviceError(err)) throw err;
     // A cycle, or a toJSON() that threw: neither names a secret.
@@ -59,6 +64,35 @@ function jsonText(value: unknown, what: string): string {
   }
   if (text === undefined) throw invalidInput(`${capitalise(what)} is empty. ${FIX}`);
   return text;
+}
+
+/**
+ * Visits values as JSON.stringify does (toJSON first, then own enumerable keys, depth first) and
+ * throws at the first it cannot carry; a cycle ends the walk, and JSON.stringify names it.
+ */
+function checkRepresentable(value: unknown, key: string, what: string, above: object[]): void {
+  if (typeof value === 'object' && value !== null) {
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') value = (toJSON as (key: string) => unknown).call(value, key);
+  }
+  const problem = unrepresentable(value);
+  if (problem !== undefined) {
+    const where = key === '' ? what : `the value of ${quotePrefix(key)} in ${what}`;
+    throw invalidInput(`${capitalise(where)} is ${problem}, which JSON cannot carry. ${FIX}`);
+  }
+  if (typeof value !== 'object' || value === null || above.includes(value)) return;
+  above.push(value);
+  if (Array.isArray(value)) {
+    for (let index = 0; index < value.length; index++) {
+      checkRepresentable(value[index], String(index), what, above);
+    }
+  } else {
+    const object = value as Record<string, unknown>;
+    for (const entryKey of Object.keys(object)) {
+      checkRepresentable(object[entryKey], entryKey, what, above);
+    }
+  }
+  above.pop();
 }
 
 const FIX = 'Send numbers, strings, booleans, or objects and arrays of them.';
@@ -239,6 +273,13 @@ export function mqttPublishSize(
     payloadBytes;
   const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4;
   return 1 + lengthBytes + remaining;
+}
+
+/** The largest payload a PUBLISH on `topic` carries within what ThingsBoard reads. */
+export function maxPublishPayload(topic: string, shape: MqttPublishShape): number {
+  let bytes = MAX_MQTT_PACKET_BYTES - mqttPublishSize(topic, 0, shape);
+  while (bytes > 0 && mqttPublishSize(topic, bytes, shape) > MAX_MQTT_PACKET_BYTES) bytes--;
+  return bytes;
 }
 
 /** INVALID_INPUT when the PUBLISH would exceed what ThingsBoard reads (it would close the connection). */

@@ -6,3 +6,4 @@ export * from './request';
 export * from './answer';
 export * from './device-errors';
 export * from './device-data';
+export * from './gateway-data';

@@ -42,14 +42,18 @@ function codePointLabel(character: string): string {
  * lone surrogates become \uXXXX escapes and long values are cut with an ellipsis.
  */
 export function quotePrefix(value: string, maxCharacters = 24): string {
-  const characters = Array.from(value);
+  // Cut before splitting into code points (two code units at most each): a flow may hand over
+  // hundreds of megabytes, and an array of all their code points would take gigabytes.
+  const head = value.slice(0, 2 * maxCharacters + 2);
+  const characters = Array.from(head);
   const shown = characters.slice(0, maxCharacters).join('');
   const escaped = shown.replace(
     new RegExp(`${CONTROL_CHARACTER.source}|${LONE_SURROGATE.source}|["\\\\]`, 'g'),
     (c) =>
       c === '"' || c === '\\' ? `\\${c}` : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
-  return `"${escaped}${characters.length > maxCharacters ? '…' : ''}"`;
+  const cut = characters.length > maxCharacters || head.length < value.length;
+  return `"${escaped}${cut ? '…' : ''}"`;
 }
 
 /** What kind of value a flow gave, in words: "a number", "null", "an array"... */
@@ -124,7 +128,7 @@ export function safeServerText(
  * fewer (or none), so a mask never gives away a large part of a secret.
  */
 export function maskSecret(value: string): string {
-  const characters = Array.from(String(value));
+  const characters = Array.from(String(value).slice(0, 16));
   const shown = characters.length >= 8 ? 2 : characters.length >= 4 ? 1 : 0;
   const prefix = characters
     .slice(0, shown)

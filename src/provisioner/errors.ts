@@ -1,5 +1,6 @@
 /** The provisioner's own members of the ProvisionError family. */
 import { ProvisionError, errorText } from '../protocol/errors';
+import { isStoreUnavailable } from '../store/errors';
 import type { TransportName } from '../transports/types';
 import type { ProvisionResult } from './types';
 
@@ -28,8 +29,8 @@ export class CredentialsNotSavedError extends ProvisionError {
       'FAILURE',
       `Device ${JSON.stringify(result.deviceName)} was provisioned, but its credentials could ` +
         `not be saved to ${storeName}: ${errorText(cause)}. ThingsBoard will not send them ` +
-        'again: copy them from this error before anything else, then fix the folder ' +
-        '(permissions, free space).',
+        'again: they come with this error (its result); keep them before anything else, then ' +
+        'fix the folder (permissions, free space).',
       { cause },
     );
     this.result = result;
@@ -49,4 +50,18 @@ export function asProvisionError(err: unknown, transport: TransportName): Provis
     `The ${transport} transport failed unexpectedly: ${errorText(err)}`,
     { cause: err },
   );
+}
+
+/** Nothing was sent: the store cannot keep an answer now (locked, not writable, newer files). */
+export function storeRefusal(err: Error): ProvisionError {
+  return new ProvisionError(
+    'FAILURE',
+    'Nothing was sent to the server, so no device was created whose credentials could not be ' +
+      `kept. ${err.message}`,
+    { cause: err },
+  );
+}
+
+export function refuseForStore(err: unknown): never {
+  throw isStoreUnavailable(err) ? storeRefusal(err) : err;
 }

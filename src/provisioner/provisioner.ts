@@ -1,20 +1,29 @@
 /**
  * One provisioning job from message to kept credentials, step by step: validate, join the
- * device's flight, look in the store, wait for a slot, exchange (with retries and lost-answer
- * recovery), keep the answer, answer every job of the flight. No Node-RED and no sockets here.
+ * device's flight, look in the store, make sure the store can keep an answer, wait for a slot,
+ * exchange (with retries and lost-answer recovery), keep the answer, answer every job of the
+ * flight. No Node-RED and no sockets here.
  */
 import { setMaxListeners } from 'node:events';
 import { ProvisionError, errorText } from '../protocol/errors';
 import { buildRequest } from '../protocol/request';
 import type { DeviceCredentials, ProvisionAnswer, ProvisionRequest } from '../protocol/types';
 import { deviceKey } from '../store/entry';
+import { isStoreUnavailable } from '../store/errors';
 import type { CredentialStore, StoredEntry } from '../store/types';
 import { getTransport, verifyDeviceCredentials } from '../transports';
 import type { Transport, TransportName } from '../transports/types';
 import { DEFAULT_BACKOFF, sleep, type Backoff, type Sleep } from './backoff';
 import { generateCredentials } from './credentials';
-import { CredentialsNotSavedError, ProvisionCancelledError, asProvisionError } from './errors';
+import {
+  CredentialsNotSavedError,
+  ProvisionCancelledError,
+  asProvisionError,
+  refuseForStore,
+  storeRefusal,
+} from './errors';
 import { recoverLostAnswer, type VerifyCredentials } from './recovery';
+import { answerFromStore, entryOf, resultOf } from './results';
 import { withRetries } from './retry';
 import { scrub, secretsOf } from './scrub';
 import { SingleFlight, takesStored, type Flight } from './single-flight';
@@ -50,9 +59,12 @@ export class Provisioner {
   private readonly sleep: Sleep;
   private readonly slots: Slots<Flight>;
   private readonly flights: SingleFlight;
+  /** Aborts every exchange at once. */
   private readonly closing = new AbortController();
+  /** Closing has begun: no new job, no further attempt; requests already sent may finish. */
+  private readonly draining = new AbortController();
   /** Flights from their slot to their answer, for close() to wait on. */
-  private readonly flying = new Set<Promise<void>>();
+  private readonly flying = new Map<Promise<void>, Flight>();
   /** The store's loading, cut short by close(): one wait shared by every flight. */
   private storeReady?: Promise<void>;
   private storeLoaded = false;
@@ -66,8 +78,9 @@ export class Provisioner {
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.random = options.random ?? Math.random;
     this.sleep = options.sleep ?? sleep;
-    // Every running exchange listens on this one signal; many at once are expected.
+    // Every running exchange listens on these signals; many at once are expected.
     setMaxListeners(0, this.closing.signal);
+    setMaxListeners(0, this.draining.signal);
   }
 
   get inFlight(): number {
@@ -84,7 +97,7 @@ export class Provisioner {
 
   /** Resolves with the credentials; rejects with a ProvisionError (never with a secret in it). */
   provision(job: ProvisionJob): Promise<ProvisionResult> {
-    if (this.closing.signal.aborted || job.signal?.aborted) {
+    if (this.draining.signal.aborted || job.signal?.aborted) {
       return Promise.reject(new ProvisionCancelledError());
     }
     let prepared: PreparedJob;
@@ -106,12 +119,28 @@ export class Provisioner {
     return answer;
   }
 
-  /** Aborts queued and running jobs (they reject with ProvisionCancelledError) and waits for them. */
-  async close(): Promise<void> {
-    this.closing.abort();
+  /**
+   * Takes no new job; jobs whose request was not sent yet reject with ProvisionCancelledError.
+   * Requests already sent finish within their deadline, with no further attempt, and their
+   * answers are kept; after `graceMs` those still running are aborted too. Resolves when all
+   * have settled.
+   */
+  async close(graceMs = 0): Promise<void> {
+    this.draining.abort();
     this.slots.takeAll();
-    for (const flight of this.flights.cancelAll()) flight.controller?.abort();
-    while (this.flying.size > 0) await Promise.allSettled([...this.flying]);
+    for (const flight of this.flights.cancelAll((f) => !f.sent)) flight.controller?.abort();
+    const abortRest = (): void => {
+      this.closing.abort();
+      for (const flight of this.flying.values()) flight.controller?.abort();
+    };
+    const timer = graceMs > 0 ? setTimeout(abortRest, graceMs) : undefined;
+    if (timer === undefined) abortRest();
+    try {
+      while (this.flying.size > 0) await Promise.allSettled([...this.flying.keys()]);
+    } finally {
+      clearTimeout(timer);
+      abortRest();
+    }
   }
 
   /** The store's entry for a flight whose first job keeps credentials; a slot when it has none. */
@@ -126,13 +155,27 @@ export class Provisioner {
     }
     if (flight.participants.length === 0) return;
     if (!flight.participants.some(takesStored)) {
-      this.slots.enter(flight);
+      this.whenWritable(flight, store);
       return;
     }
     store.get(flight.key).then(
-      (entry) => this.lookedUp(flight, entry),
+      (entry) => (entry ? this.lookedUp(flight, entry) : this.whenWritable(flight, store, true)),
       (err: unknown) => this.unreadable(flight, store, err),
     );
+  }
+
+  /**
+   * A slot once the store can keep the answer. A write that failed earlier is retried first; it
+   * may have been this device's, so a job that takes stored credentials looks again after it.
+   */
+  private whenWritable(flight: Flight, store: CredentialStore, lookAgain = false): void {
+    store
+      .writable()
+      .then((wrote) => (wrote && lookAgain ? store.get(flight.key) : undefined))
+      .then(
+        (entry) => this.lookedUp(flight, entry),
+        (err: unknown) => this.unreadable(flight, store, err),
+      );
   }
 
   private lookedUp(flight: Flight, entry: StoredEntry | undefined): void {
@@ -153,12 +196,14 @@ export class Provisioner {
       return;
     }
     const name = store.describe();
-    const failure = new ProvisionError(
-      'FAILURE',
-      `${name.charAt(0).toUpperCase()}${name.slice(1)} could not be read: ${errorText(err)}. ` +
-        'Nothing was sent to the server; fix the file or its folder and try again.',
-      { cause: err },
-    );
+    const failure = isStoreUnavailable(err)
+      ? storeRefusal(err)
+      : new ProvisionError(
+          'FAILURE',
+          `${name.charAt(0).toUpperCase()}${name.slice(1)} could not be read: ${errorText(err)}. ` +
+            'Nothing was sent to the server; fix the file or its folder and try again.',
+          { cause: err },
+        );
     this.flights.fail(flight, failure, (p) => p.job.persist);
     if (flight.participants.length === 0) return;
     flight.persist = false;
@@ -178,6 +223,8 @@ export class Provisioner {
         },
         (err: unknown) => {
           signal.removeEventListener('abort', onAbort);
+          // The next job asks again: a lock let go, or a file replaced, may let it load.
+          this.storeReady = undefined;
           reject(err);
         },
       );
@@ -187,17 +234,20 @@ export class Provisioner {
 
   /** In its slot: the exchange, then keeping the answer, then answering every job. */
   private fly(flight: Flight): void {
+    flight.sent = true;
     const landed = this.exchangeAndKeep(flight).then(
       (result) => this.flights.answer(flight, result),
       (err: unknown) => this.flights.fail(flight, err),
     );
-    this.flying.add(landed);
+    this.flying.set(landed, flight);
     void landed.then(() => this.flying.delete(landed));
   }
 
   private async exchangeAndKeep(flight: Flight): Promise<ProvisionResult> {
     let result: ProvisionResult;
     try {
+      // Queued while a write failed: still nothing is sent until the store can keep the answer.
+      if (flight.persist) await this.requireStore().writable().catch(refuseForStore);
       result = await this.exchange(flight);
     } finally {
       // The slot is freed when the exchange ends, before the answer is stored.
@@ -230,9 +280,11 @@ export class Provisioner {
       credentials,
       gateway: prepared.job.gateway === true,
     });
+    // Closing began while this flight checked the store or made its key: not sent, so dropped.
+    if (this.draining.signal.aborted) throw new ProvisionCancelledError();
     try {
       const { answer, recovered } = await this.send(prepared, request, credentials, signal);
-      return resultOf(prepared.deviceName, answer, generated, recovered);
+      return resultOf(prepared, answer, generated, recovered);
     } catch (err) {
       throw scrub(err, secretsOf(credentials, generated));
     }
@@ -265,6 +317,7 @@ export class Provisioner {
         random: this.random,
         sleep: this.sleep,
         signal,
+        stop: this.draining.signal,
         onRetry: (err) => {
           maybeDelivered ||= err.maybeDelivered;
         },
@@ -273,6 +326,8 @@ export class Provisioner {
     } catch (err) {
       const lost = err instanceof ProvisionError && err.status === 'FAILURE' && maybeDelivered;
       if (!lost || err instanceof ProvisionCancelledError) throw err;
+      // Closing: a check would be one more request.
+      if (this.draining.signal.aborted) throw new ProvisionCancelledError(err);
       const answer = await recoverLostAnswer(prepared, credentials, err, signal, this.verify);
       return { answer, recovered: true };
     }
@@ -280,16 +335,8 @@ export class Provisioner {
 
   private async keep(result: ProvisionResult, prepared: PreparedJob): Promise<void> {
     const store = this.requireStore();
-    const entry: StoredEntry = {
-      host: prepared.job.target.host,
-      provisionDeviceKey: prepared.provisionDeviceKey,
-      deviceName: result.deviceName,
-      answer: result.answer,
-      provisionedAt: result.provisionedAt,
-    };
-    if (result.generated) entry.generated = result.generated;
     try {
-      await store.put(entry);
+      await store.put(entryOf(result, prepared));
     } catch (err) {
       throw new CredentialsNotSavedError(result, store.describe(), err);
     }
@@ -313,44 +360,4 @@ export class Provisioner {
     }
     return transport;
   }
-}
-
-/** The certificate's base64 body, as ThingsBoard returns it. */
-function certificateBody(pem: string): string {
-  return pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
-}
-
-function resultOf(
-  deviceName: string,
-  answer: ProvisionAnswer,
-  generated: GeneratedMaterial | undefined,
-  recovered: boolean,
-): ProvisionResult {
-  const result: ProvisionResult = {
-    deviceName,
-    answer,
-    cached: false,
-    provisionedAt: new Date().toISOString(),
-  };
-  // A pre-provisioned device answers with its own certificate: our new key would not fit it.
-  if (
-    generated?.certificate !== undefined &&
-    answer.credentialsType === 'X509_CERTIFICATE' &&
-    certificateBody(answer.credentialsValue) === certificateBody(generated.certificate)
-  ) {
-    result.generated = generated;
-  }
-  if (recovered) result.recovered = true;
-  return result;
-}
-
-function answerFromStore(entry: StoredEntry): ProvisionResult {
-  const result: ProvisionResult = {
-    deviceName: entry.deviceName,
-    answer: entry.answer,
-    cached: true,
-    provisionedAt: entry.provisionedAt,
-  };
-  if (entry.generated) result.generated = entry.generated;
-  return result;
 }

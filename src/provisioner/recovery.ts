@@ -1,7 +1,10 @@
 /**
  * Lost-answer recovery: an earlier attempt may have created the device and lost the answer, and
- * the server now says FAILURE. Device-chosen token or MQTT basic credentials can be checked: if
- * the device API takes them, the device is ours and the answer is what the server would have sent.
+ * the server now says FAILURE. A token or MQTT basic credentials the node generated itself can be
+ * checked: no other device can hold them, so if the device API takes them the device is ours and
+ * the answer is what the server would have sent. Credentials from the flow are never checked: the
+ * device API accepting them proves only that some device holds them (perhaps another one, whose
+ * single MQTT session a login would also take over).
  */
 import { ProvisionError } from '../protocol/errors';
 import type { DeviceCredentials, ProvisionAnswer } from '../protocol/types';
@@ -42,10 +45,13 @@ export function lostAnswerError(
   deviceName: string,
   mode: CredentialsMode,
   cause: ProvisionError,
+  fromFlow = false,
 ): ProvisionError {
   const name = JSON.stringify(deviceName);
-  const why =
-    mode === 'server'
+  const why = fromFlow
+    ? 'The credentials came from msg.credentials, so the node does not check them with the ' +
+      'server: that proves only that some device holds them, which may be another device.'
+    : mode === 'server'
       ? 'ThingsBoard chose its credentials and never sends them twice.'
       : mode === 'X509_CERTIFICATE'
         ? 'This node chose a certificate, but cannot check a certificate against the server.'
@@ -55,13 +61,16 @@ export function lostAnswerError(
     `An earlier attempt probably created device ${name}, but its answer was lost on the way ` +
       `back, and the server now refuses the device as already provisioned. ${why} To recover: ` +
       'delete the device in ThingsBoard and provision it again, or copy its credentials from ' +
-      'the device in ThingsBoard. Device-chosen access tokens (credentials type ACCESS_TOKEN) ' +
-      'avoid this: the node can then check them itself.',
+      'the device in ThingsBoard. Access tokens the node generates (credentials type ' +
+      'ACCESS_TOKEN without msg.credentials) avoid this: the node can then check them itself.',
     { serverMessage: cause.serverMessage, cause },
   );
 }
 
-/** The answer the lost one was, or the error to report: `failure`, or how to recover by hand. */
+/**
+ * The answer the lost one was, or the error to report: `failure`, or how to recover by hand.
+ * `credentials` are those sent; only ones the node generated (none supplied) are checked.
+ */
 export async function recoverLostAnswer(
   prepared: PreparedJob,
   credentials: DeviceCredentials | undefined,
@@ -70,6 +79,9 @@ export async function recoverLostAnswer(
   verify: VerifyCredentials,
 ): Promise<ProvisionAnswer> {
   const { job } = prepared;
+  if (prepared.supplied !== undefined) {
+    throw lostAnswerError(prepared.deviceName, prepared.mode, failure, true);
+  }
   const expected = credentials ? answerFor(credentials) : undefined;
   if (expected) {
     let accepted: boolean | undefined;

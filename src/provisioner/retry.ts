@@ -11,26 +11,30 @@ export interface RetryPolicy {
   sleep: Sleep;
   /** Ends the attempts and the waits at once. */
   signal: AbortSignal;
+  /** Starts no further attempt (closing): the one under way may finish. */
+  stop?: AbortSignal;
   /** Told of each failure that another attempt follows. */
   onRetry?: (err: ProvisionError) => void;
 }
 
 /** `attempt`'s answer; its last error; or a ProvisionCancelledError once `signal` aborted. */
 export async function withRetries<T>(attempt: () => Promise<T>, policy: RetryPolicy): Promise<T> {
-  const { signal } = policy;
+  const { signal, stop } = policy;
   for (let retry = 0; ; retry++) {
     try {
       return await attempt();
     } catch (err) {
       if (signal.aborted) throw new ProvisionCancelledError(err);
       if (!(err instanceof ProvisionError) || !err.transient || retry >= policy.retries) throw err;
+      if (stop?.aborted) throw new ProvisionCancelledError(err);
       policy.onRetry?.(err);
+      const wait = stop ? AbortSignal.any([signal, stop]) : signal;
       await policy
-        .sleep(backoffDelay(retry, policy.backoff, policy.random), signal)
+        .sleep(backoffDelay(retry, policy.backoff, policy.random), wait)
         .catch((cause: unknown) => {
           throw new ProvisionCancelledError(cause);
         });
-      if (signal.aborted) throw new ProvisionCancelledError();
+      if (signal.aborted || stop?.aborted) throw new ProvisionCancelledError();
     }
   }
 }

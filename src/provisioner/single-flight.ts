@@ -6,6 +6,7 @@
 import type { DeviceCredentials } from '../protocol/types';
 import type { DeviceKey } from '../store/types';
 import { ProvisionCancelledError } from './errors';
+import { ignoredFields } from './ignored';
 import { scrub, secretsOf } from './scrub';
 import type { ProvisionJob, ProvisionResult } from './types';
 import type { PreparedJob } from './validate';
@@ -32,6 +33,8 @@ export interface Flight {
   participants: Participant[];
   /** Some participant wants the answer kept (read once the answer is in). */
   persist: boolean;
+  /** In its slot: its request may be at the server, so closing lets it finish. */
+  sent: boolean;
 }
 
 /** A participant content with credentials from the store rather than the server's answer. */
@@ -60,6 +63,7 @@ export class SingleFlight {
       signal: controller?.signal ?? closing,
       participants: [],
       persist: false,
+      sent: false,
     };
     this.flights.set(key, flight);
     return flight;
@@ -95,9 +99,12 @@ export class SingleFlight {
     which: (participant: Participant) => boolean = () => true,
   ): void {
     const served = this.release(flight, which);
-    served.forEach((participant, i) =>
-      participant.resolve(i === served.length - 1 ? result : structuredClone(result)),
-    );
+    served.forEach((participant, i) => {
+      const own = i === served.length - 1 ? result : structuredClone(result);
+      const ignored = ignoredFields(own, participant.supplied, participant.job.gateway);
+      if (ignored.length > 0) own.ignored = ignored;
+      participant.resolve(own);
+    });
   }
 
   /** Rejects every participant chosen by `which` (all by default); a cancellation each its own. */
@@ -115,12 +122,14 @@ export class SingleFlight {
     }
   }
 
-  /** Cancels every participant of every flight and forgets the flights. */
-  cancelAll(): Flight[] {
-    const all = [...this.flights.values()];
-    this.flights.clear();
-    for (const flight of all) this.fail(flight, new ProvisionCancelledError());
-    return all;
+  /** Cancels every participant of the flights chosen (all by default) and forgets them. */
+  cancelAll(which: (flight: Flight) => boolean = () => true): Flight[] {
+    const chosen = [...this.flights.values()].filter(which);
+    for (const flight of chosen) {
+      this.flights.delete(flight.key);
+      this.fail(flight, new ProvisionCancelledError());
+    }
+    return chosen;
   }
 
   /** Takes the chosen participants out of the flight; ends the flight once it has none. */

@@ -37,8 +37,17 @@ export interface ProvisionResult {
   cached: boolean;
   /** ISO-8601 time of the server's answer. */
   provisionedAt: string;
-  /** True when the answer was recovered by checking device-chosen credentials after a lost answer. */
+  /** True when the answer was recovered by checking node-generated credentials after a lost answer. */
   recovered?: boolean;
+  /** Provisioned as a gateway; unknown for entries stored before it was kept. */
+  gateway?: boolean;
+  /**
+   * What this job asked for that the answer does not reflect (stored credentials, or another
+   * message's request for the same device): its msg.credentials, its gateway flag.
+   */
+  ignored?: IgnoredField[];
 }
+
+export type IgnoredField = 'credentials' | 'gateway';
 
 export type { DeviceCredentials };

@@ -25,9 +25,10 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 
 export function isStoredEntry(value: unknown): value is StoredEntry {
   if (!isRecord(value)) return false;
-  const { host, provisionDeviceKey, deviceName, answer, generated, provisionedAt } = value;
+  const { host, provisionDeviceKey, deviceName, answer, generated, provisionedAt, gateway } = value;
   if (!isString(host) || !isString(provisionDeviceKey) || !isString(deviceName)) return false;
   if (!isString(provisionedAt)) return false;
+  if (gateway !== undefined && typeof gateway !== 'boolean') return false;
   if (generated !== undefined) {
     if (!isRecord(generated)) return false;
     if (!isOptionalString(generated.certificate) || !isOptionalString(generated.privateKey)) {

@@ -11,6 +11,7 @@ export type {
   StoredEntry,
 } from './types';
 export { deviceKey, isStoredEntry } from './entry';
+export { StoreUnavailableError, isStoreUnavailable, type StoreUnavailableReason } from './errors';
 export { defaultStorePath, openFileStore } from './file';
 export type { FileCredentialStore, FileStoreOptions, FileStoreStats } from './file';
 export { SharedStore, type StoreLease } from './shared';

@@ -21,6 +21,8 @@ export interface StoredEntry {
   answer: ProvisionAnswer;
   generated?: GeneratedMaterial;
   provisionedAt: string;
+  /** Provisioned as a gateway; absent in entries kept before it was recorded. */
+  gateway?: boolean;
 }
 
 declare const deviceKeyBrand: unique symbol;
@@ -35,10 +37,21 @@ export type DeviceKey = string & { readonly [deviceKeyBrand]: true };
  * one process that asks the server, from before its lookup until its answer is put.
  */
 export interface CredentialStore {
-  /** Resolves once the store can answer; rejects when it cannot be read or reached at all. */
+  /**
+   * Resolves once the store can answer; rejects when it cannot be read or reached at all, or is
+   * held by another process (a StoreUnavailableError). After a rejection, a call tries again.
+   */
   ready(): Promise<void>;
   /** The durable entry for this device as the caller's own copy. Rejects before ready(). */
   get(key: DeviceKey): Promise<StoredEntry | undefined>;
+  /**
+   * Resolves when a put can be kept: at once with false while the last write succeeded;
+   * otherwise (before the first write, after a failed one) with true once a write made now
+   * succeeds, which also writes what failed before (get() may then know more). Rejects with a
+   * StoreUnavailableError (locked, not writable) that says what to do. The provisioner asks
+   * before it sends anything, so that no device is created whose credentials cannot be kept.
+   */
+  writable(): Promise<boolean>;
   /** Resolves once the entry is durable; replaces an entry for the same device. */
   put(entry: StoredEntry): Promise<void>;
   /** Resolves once every put made before it has been written or has failed. */
@@ -52,7 +65,9 @@ export interface CredentialStore {
 /** What went wrong in the background, for callers that word it themselves (the node translates). */
 export type StoreWarning =
   | { kind: 'damaged'; file: string; movedTo: string; problem: string }
-  | { kind: 'writeFailed'; file: string; error: string };
+  | { kind: 'writeFailed'; file: string; error: string }
+  /** Refused for now (locked, not writable, newer files): reported once, not per message. */
+  | { kind: 'unavailable'; file: string; error: string };
 
 /** Told about damage found and background writes that failed. No secrets inside. */
 export type StoreWarningListener = (message: string, warning: StoreWarning) => void;

@@ -9,9 +9,6 @@
  * Not the coap package's agent: its streams and objects per exchange cost more than the exchange.
  */
 
-import * as dgram from 'node:dgram';
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
 import type { NamedOption, ParsedPacket } from 'coap-packet';
 import {
   MAX_ANSWER_BYTES,
@@ -22,21 +19,25 @@ import {
 import type { ProvisionAnswer } from '../protocol';
 import { answerTooLargeError, connectionFailure, describeEndpoint, runExchange } from './exchange';
 import type { Endpoint, ExchangeControl } from './exchange';
+import { nextMessageId } from './coap-ids';
+import {
+  codec,
+  joinLink,
+  leaveLink,
+  links,
+  nextToken,
+  openLink,
+  resolveAddress,
+  type LinkUser,
+} from './coap-link';
+
+export { closeCoapLinks } from './coap-link';
 import type { Transport, TransportOptions, TransportTarget } from './types';
 
 export const PROVISION_PATH = '/api/v1/provision';
 
 export const DTLS_NOT_OFFERED =
   'CoAP over DTLS is not offered; use MQTT or HTTP with TLS, or turn TLS off for CoAP';
-
-type CoapPacketModule = typeof import('coap-packet');
-let coapPacket: CoapPacketModule | undefined;
-
-/** Loaded on first use so that loading the transports stays cheap. */
-function codec(): CoapPacketModule {
-  coapPacket ??= require('coap-packet') as CoapPacketModule;
-  return coapPacket;
-}
 
 /** RFC 7252 transmission parameters: the first wait is 2-3 s, doubled for each of 4 retries. */
 const ACK_TIMEOUT_MS = 2000;
@@ -66,161 +67,6 @@ interface CoapCall<T> {
   onAnswer(code: string, payload: Buffer): T;
   /** The error for a request too large for one datagram (coap-packet's reason); nothing was sent. */
   tooLarge?(reason: string): ProvisionError;
-}
-
-async function resolveAddress(host: string): Promise<{ address: string; family: 4 | 6 }> {
-  const literal = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  const family = isIP(literal);
-  if (family !== 0) return { address: literal, family: family === 6 ? 6 : 4 };
-  const found = await lookup(literal);
-  return { address: found.address, family: found.family === 6 ? 6 : 4 };
-}
-
-/** An exchange using a link: told about socket errors and the datagrams meant for it. */
-interface LinkUser {
-  fail(err: unknown): void;
-  /** The empty ACK or the RST of its request's message id. */
-  onEmpty(packet: ParsedPacket): void;
-  /** An answer with its token, piggy-backed or apart; `size` is the datagram's length. */
-  onAnswer(packet: ParsedPacket, size: number): void;
-}
-
-/**
- * One connected UDP socket per server address, shared by the exchanges in flight and closed when
- * the last of them ends. Connected, the kernel reports an ICMP "port unreachable" as ECONNREFUSED
- * at once instead of leaving us to wait for the deadline, and drops datagrams from any other
- * address.
- */
-interface CoapLink {
-  key: string;
-  socket: dgram.Socket;
-  /** Exchanges by the hex of their token. */
-  byToken: Map<string, LinkUser>;
-  /** Exchanges by the message id of their confirmable request not yet acknowledged. */
-  byMessageId: Map<number, LinkUser>;
-  users: Set<LinkUser>;
-  connected: Promise<void>;
-  open: boolean;
-  /** Set while the link waits, unused, for the next exchange. */
-  idle?: NodeJS.Timeout;
-  closing?: Promise<void>;
-}
-
-/**
- * How long an unused link waits for the next exchange before its socket closes. Meanwhile socket
- * and timer are unref'd, like a pooled HTTP connection: they never keep the process alive.
- */
-const LINK_IDLE_MS = 1000;
-
-const links = new Map<string, CoapLink>();
-
-/**
- * The last CoAP message id sent, across every link of this process. A server drops a request
- * whose (address, port, message id) it saw in the last 247 s as a retransmission, so a new link
- * that got a recently used port must not repeat a run of ids: one counter for all links never
- * repeats an id before 65 536 requests.
- */
-let lastMessageId = Math.floor(Math.random() * 0x10000);
-
-function nextMessageId(): number {
-  lastMessageId = (lastMessageId + 1) & 0xffff;
-  return lastMessageId;
-}
-
-/** Tokens: 4 bytes from one counter with a random start, unique among the exchanges in flight. */
-let lastToken = Math.floor(Math.random() * 0x100000000);
-
-function nextToken(): Buffer {
-  lastToken = (lastToken + 1) >>> 0;
-  const token = Buffer.allocUnsafe(4);
-  token.writeUInt32BE(lastToken);
-  return token;
-}
-
-function openLink(key: string, address: string, family: 4 | 6, port: number): CoapLink {
-  const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
-  const link: CoapLink = {
-    key,
-    socket,
-    byToken: new Map(),
-    byMessageId: new Map(),
-    users: new Set(),
-    connected: new Promise<void>((resolve) => socket.connect(port, address, () => resolve())),
-    open: true,
-  };
-  socket.once('close', () => {
-    link.open = false;
-  });
-  socket.on('error', (err) => {
-    if (links.get(key) === link) links.delete(key);
-    for (const user of [...link.users]) user.fail(err);
-  });
-  socket.on('message', (message: Buffer) => {
-    let packet: ParsedPacket;
-    try {
-      packet = codec().parse(message);
-    } catch {
-      return; // Not CoAP: nothing to answer.
-    }
-    // A confirmable message from the server (an answer sent apart) is acknowledged whoever it was
-    // for, so the server stops sending it again.
-    if (packet.confirmable) {
-      socket.send(codec().generate({ messageId: packet.messageId, code: '0.00', ack: true }));
-    }
-    if (packet.code === '0.00') {
-      if (packet.ack || packet.reset) link.byMessageId.get(packet.messageId)?.onEmpty(packet);
-      return;
-    }
-    link.byToken.get(packet.token.toString('hex'))?.onAnswer(packet, message.length);
-  });
-  links.set(key, link);
-  return link;
-}
-
-function closeLink(link: CoapLink): Promise<void> {
-  if (link.idle !== undefined) clearTimeout(link.idle);
-  link.idle = undefined;
-  if (links.get(link.key) === link) links.delete(link.key);
-  link.closing ??= (async () => {
-    // Let the ACK of a separate answer leave before the socket closes.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (link.open) await new Promise<void>((resolve) => link.socket.close(() => resolve()));
-  })();
-  return link.closing;
-}
-
-function joinLink(link: CoapLink, user: LinkUser): void {
-  if (link.idle !== undefined) {
-    clearTimeout(link.idle);
-    link.idle = undefined;
-    link.socket.ref();
-  }
-  link.users.add(user);
-}
-
-/**
- * Leaves a link. The last user of a link still handed out leaves it idle for the next exchange;
- * of a link taken out of service (no answer, socket error, closeCoapLinks) it closes the socket
- * and waits for that.
- */
-function leaveLink(link: CoapLink, user: LinkUser): Promise<void> | undefined {
-  link.users.delete(user);
-  if (link.users.size > 0) return undefined;
-  if (links.get(link.key) !== link) return closeLink(link);
-  link.socket.unref();
-  link.idle = setTimeout(() => void closeLink(link), LINK_IDLE_MS);
-  link.idle.unref();
-  return undefined;
-}
-
-/** Closes the idle links and takes the busy ones out of service; the node calls it on close. */
-export function closeCoapLinks(): Promise<void> {
-  const closing: Array<Promise<void>> = [];
-  for (const link of [...links.values()]) {
-    links.delete(link.key);
-    if (link.users.size === 0) closing.push(closeLink(link));
-  }
-  return Promise.all(closing).then(() => undefined);
 }
 
 /** A Block2 option's block number, whether more follow, and its size exponent (RFC 7959). */
@@ -253,7 +99,7 @@ async function sendCoap<T>(
   if (x.settled) return;
   const key = `${address}|${target.port}`;
   const link = links.get(key) ?? openLink(key, address, family, target.port);
-  const token = nextToken();
+  const token = nextToken(link);
   const tokenKey = token.toString('hex');
   const options: NamedOption[] = call.path.map((segment) => ({
     name: 'Uri-Path',

@@ -18,6 +18,8 @@ export interface DeviceFlowOptions {
   config?: Record<string, unknown>;
   /** Properties of the provision node `prov`. */
   provision?: Record<string, unknown>;
+  /** Properties of the device in node `din`. */
+  in?: Record<string, unknown>;
   /** Where device in (`din`) is wired; default the collector `inbox`. */
   deviceInWires?: string[];
   extra?: FlowNode[];
@@ -75,6 +77,7 @@ export function deviceFlow(emulator: Emulator, options: DeviceFlowOptions = {}):
       via: 'device',
       gateway: '',
       wires: [options.deviceInWires ?? ['inbox']],
+      ...options.in,
     },
     { id: 'out', z: 'tab', type: 'helper' },
     { id: 'inbox', z: 'tab', type: 'helper' },

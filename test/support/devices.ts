@@ -67,6 +67,27 @@ export function addDevice(
   return { name, login: login ?? { type: 'ACCESS_TOKEN', token } };
 }
 
+/** A gateway ("Is gateway" ticked) the emulator knows, logging in with a token of its own. */
+export function addGateway(emulator: Emulator, prefix: string): TestDevice {
+  counter += 1;
+  const name = `${prefix}-${process.pid}-${counter}`;
+  const token = `token-${prefix}-${process.pid}-${counter}`;
+  emulator.addDevice({
+    name,
+    profile: PROFILE.name,
+    credentials: { credentialsType: 'ACCESS_TOKEN', token },
+    gateway: true,
+  });
+  return { name, login: { type: 'ACCESS_TOKEN', token } };
+}
+
+/** What a gateway published on one v1/gateway/* topic and the emulator accepted, in order. */
+export function gatewayMessagesOf(emulator: Emulator, gateway: string, topic: string): unknown[] {
+  return (emulator.device(gateway)?.gatewayMessages ?? [])
+    .filter((message) => message.topic === topic)
+    .map((message) => message.payload);
+}
+
 export function telemetryOf(emulator: Emulator, name: string): unknown[] {
   return emulator.device(name)?.telemetry ?? [];
 }

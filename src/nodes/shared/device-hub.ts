@@ -56,6 +56,8 @@ export interface LoginRequest {
   provision: boolean;
   /** The transport provisioning goes over: the device node's own. */
   transport: TransportName;
+  /** Provision it as a gateway ("Is gateway" ticked): for a device out node through a gateway. */
+  gateway?: boolean;
   timeoutMs: number;
 }
 
@@ -160,6 +162,11 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
   }
 
   /** Closes the device's MQTT session, once what it holds has gone out; nothing when none is open. */
+  /** The state of a gateway's connection and the devices it announced; nothing when none is open. */
+  gatewayState(gatewayName: string): ReturnType<DeviceConnections['gatewayState']> {
+    return this.connectionsMade?.gatewayState(gatewayName);
+  }
+
   disconnect(deviceName: string): Promise<void> {
     return this.connectionsMade?.disconnect(deviceName) ?? Promise.resolve();
   }
@@ -227,6 +234,7 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
       timeoutMs: request.timeoutMs,
       retries: FIRST_USE.retries,
       persist: true,
+      gateway: request.gateway === true,
     });
     return this.remember(deviceName, result.answer, result.generated);
   }
@@ -277,6 +285,8 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
     try {
       await this.storeReady;
     } catch (err) {
+      // Asked again next time: a lock let go, or a file replaced, may let it load.
+      this.storeReady = undefined;
       throw new DeviceError(
         'NOT_PROVISIONED',
         `${capitalised(store.describe())} could not be read: ${errorText(err)}`,

@@ -1,4 +1,4 @@
-import type { ProvisionResult } from '../../provisioner/types';
+import type { IgnoredField, ProvisionResult } from '../../provisioner/types';
 import type { TransportName } from '../../transports/types';
 
 /** The core mqtt node's dynamic-connection settings (msg.broker). */
@@ -20,6 +20,8 @@ export interface OutputFields {
     deviceName: string;
     cached: boolean;
     provisionedAt: string;
+    /** What the message asked for that the answer does not reflect (stored credentials). */
+    ignored?: IgnoredField[];
   };
   broker?: DynamicBroker;
   action?: 'connect';
@@ -58,6 +60,7 @@ export function outputFields(
       provisionedAt: result.provisionedAt,
     },
   };
+  if (result.ignored) fields.thingsboard.ignored = result.ignored;
   const broker = dynamicBroker(result, server);
   if (broker) {
     fields.broker = broker;

@@ -1,5 +1,6 @@
 /** What every node type of the package does with its settings and its failures. */
 
+import type { NodeAPI } from 'node-red';
 import { MAX_DEVICE_NAME_LENGTH } from '../../protocol/request';
 import { findBadCharacter, quotePrefix } from '../../protocol/text';
 
@@ -21,4 +22,17 @@ export function nameForText(name: string): string {
  */
 export function failWithText(done: (err?: Error) => void, text: string): void {
   (done as unknown as (err: string) => void)(text);
+}
+
+/** Node-RED's default for how long a node may take to close. */
+const NODE_CLOSE_TIMEOUT_MS = 15_000;
+
+/**
+ * How long requests already sent may go on after close: most of Node-RED's close timeout, the
+ * rest left for keeping their answers and releasing what the node holds.
+ */
+export function closeGraceMs(RED: NodeAPI): number {
+  const setting = Number((RED.settings as { nodeCloseTimeout?: unknown }).nodeCloseTimeout);
+  const limit = setting > 0 ? setting : NODE_CLOSE_TIMEOUT_MS;
+  return Math.max(0, limit - Math.min(3000, limit / 3));
 }

@@ -20,6 +20,7 @@ export class StatusReporter {
   private shown?: NodeStatus;
   private timer?: NodeJS.Timeout;
   private lastShownAt = 0;
+  private closed = false;
 
   constructor(
     private readonly show: (status: NodeStatus) => void,
@@ -37,7 +38,9 @@ export class StatusReporter {
     this.schedule();
   }
 
+  /** Shows nothing more: a closed node's late status would cover its successor's in the editor. */
   close(): void {
+    this.closed = true;
     clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -49,7 +52,7 @@ export class StatusReporter {
   }
 
   private schedule(): void {
-    if (this.timer) return;
+    if (this.timer || this.closed) return;
     const wait = this.lastShownAt + this.intervalMs - Date.now();
     if (wait <= 0) {
       this.flush();

@@ -1,6 +1,8 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { InboundRpc, SharedAttributesUpdate } from '../../devices';
-import { sessionsStatus } from '../shared/device-status';
+import type { InboundRpc, SessionChange, SharedAttributesUpdate } from '../../devices';
+import { errorText } from '../../protocol/errors';
+import { gatewayStatus, sessionsStatus } from '../shared/device-status';
+import type { DeviceHubLease } from '../shared/device-hub';
 import type { ProvisionConfigNode } from '../shared/server-config';
 import { StatusReporter } from '../shared/status';
 
@@ -28,21 +30,67 @@ export = function registerDeviceInNode(RED: NodeAPI): void {
       node.status({ fill: 'red', shape: 'ring', text: t('status.noConfig') });
       return;
     }
-    if (def.via === 'gateway') {
-      node.status({ fill: 'red', shape: 'ring', text: t('status.gatewayNotYet') });
-      node.error(t('errors.gatewayNotYet'));
+    const gateway = def.via === 'gateway' ? (def.gateway ?? '').trim() : undefined;
+    if (gateway === '') {
+      node.status({ fill: 'red', shape: 'ring', text: t('status.noGateway') });
+      node.error(t('errors.noGateway'));
       return;
     }
-    // Listens only: the sessions are opened by device out nodes (or handed-over credentials).
+    // Every device session: listens only, the sessions are opened by device out nodes (or
+    // handed-over credentials). A gateway: its connection is opened here if no device out has.
     const hub = server.deviceHub;
+    const lease: DeviceHubLease | undefined = gateway === undefined ? undefined : hub.lease();
+    let failure: string | undefined;
+    let closed = false;
 
     const status = new StatusReporter(
       (s) => node.status(s),
       () => ({}),
     );
-    const showStatus = (): void => status.setResult(() => sessionsStatus(hub.summary(), t));
+    const showStatus = (): void =>
+      status.setResult(() => {
+        if (gateway === undefined) return sessionsStatus(hub.summary(), t);
+        if (failure !== undefined) return { fill: 'red', shape: 'ring', text: failure };
+        return gatewayStatus(gateway, hub.gatewayState(gateway), t);
+      });
+    const onSession = (change: SessionChange): void => {
+      if (change.gateway !== gateway) return;
+      // Opened meanwhile, by a device out node that provisioned the gateway, say.
+      failure = undefined;
+      showStatus();
+    };
+    /** Its own events: a device session's carry no gateway, a gateway's devices' name theirs. */
+    const mine = (event: { gateway?: string }): boolean => event.gateway === gateway;
+
+    if (gateway !== undefined) {
+      // The gateway's credentials as device out would find them, without provisioning it.
+      const fail = (err: unknown): void => {
+        if (closed) return;
+        failure = (err as { status?: string }).status ?? 'CONNECTION_ERROR';
+        node.error(t('errors.gatewayFailed', { gateway, error: errorText(err) }));
+        showStatus();
+      };
+      hub
+        .loginFor(gateway, { provision: false, transport: 'mqtt', timeoutMs: 10_000 })
+        .then((login) => {
+          if (closed) return;
+          if (login !== undefined) {
+            try {
+              hub.connections().openGateway(gateway, login);
+            } catch (err) {
+              fail(err);
+              return;
+            }
+          } else if (hub.gatewayState(gateway) === undefined) {
+            failure = 'NOT_PROVISIONED';
+            node.warn(t('errors.gatewayUnknown', { gateway }));
+          }
+          showStatus();
+        }, fail);
+    }
 
     const onRpc = (request: InboundRpc): void => {
+      if (!mine(request)) return;
       node.send({
         deviceName: request.deviceName,
         topic: 'rpc',
@@ -51,18 +99,23 @@ export = function registerDeviceInNode(RED: NodeAPI): void {
       });
     };
     const onAttributes = (update: SharedAttributesUpdate): void => {
+      if (!mine(update)) return;
       node.send({ deviceName: update.deviceName, topic: 'attributes', payload: update.data });
     };
 
     hub.on('rpc', onRpc);
     hub.on('attributes', onAttributes);
     hub.on('summary', showStatus);
+    hub.on('session', onSession);
     showStatus();
 
     node.on('close', () => {
+      closed = true;
       hub.off('rpc', onRpc);
       hub.off('attributes', onAttributes);
       hub.off('summary', showStatus);
+      hub.off('session', onSession);
+      lease?.release();
       status.close();
     });
   }

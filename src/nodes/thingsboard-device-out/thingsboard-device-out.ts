@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import type { DeviceLogin } from '../../devices';
+import type { DeviceConnections, DeviceLogin, SessionChange } from '../../devices';
 import {
   DEVICE_TOPICS,
   checkMqttPublishSize,
@@ -18,7 +18,7 @@ import type { TransportName } from '../../transports/types';
 import type { DeviceHub, DeviceHubLease } from '../shared/device-hub';
 import { handoverOf, rpcIdOf } from '../shared/device-message';
 import type { DeviceFields } from '../shared/device-message';
-import { sessionsStatus } from '../shared/device-status';
+import { gatewayStatus, sessionsStatus } from '../shared/device-status';
 import { failWithText, nameForText, numberSetting } from '../shared/node-input';
 import type { ProvisionConfigNode } from '../shared/server-config';
 import { StatusReporter } from '../shared/status';
@@ -61,7 +61,10 @@ export = function registerDeviceOutNode(RED: NodeAPI): void {
       ? (RED.nodes.getNode(def.config) as ProvisionConfigNode | null)
       : null;
     const via = def.via === 'gateway' ? 'gateway' : 'device';
-    const transport: TransportName = isTransportName(def.transport) ? def.transport : 'mqtt';
+    // Through a gateway everything goes over its MQTT connection, at QoS 1.
+    const transport: TransportName =
+      via === 'device' && isTransportName(def.transport) ? def.transport : 'mqtt';
+    const gateway = (def.gateway ?? '').trim();
     const defaultKind = def.kind === 'attributes' ? 'attributes' : 'telemetry';
     const provision = def.provision !== false;
     const qos = Number(def.qos) === 0 ? 0 : 1;
@@ -84,20 +87,23 @@ export = function registerDeviceOutNode(RED: NodeAPI): void {
     );
     const currentStatus = (): NodeStatus => {
       if (lastFailure !== undefined) return { fill: 'red', shape: 'ring', text: lastFailure };
+      if (via === 'gateway' && hub) return gatewayStatus(gateway, hub.gatewayState(gateway), t);
       if (transport === 'mqtt' && hub) return sessionsStatus(hub.summary(), t);
       if (devicesSent.size === 0) return {};
       return { fill: 'green', shape: 'dot', text: t('status.sent', { count: devicesSent.size }) };
     };
     const showStatus = (): void => status.setResult(currentStatus);
+    const onSession = (change: SessionChange): void => {
+      if (change.gateway === gateway) showStatus();
+    };
     hub?.on('summary', showStatus);
+    if (via === 'gateway') hub?.on('session', onSession);
     if (!server) node.status({ fill: 'red', shape: 'ring', text: t('status.noConfig') });
 
-    const fieldsFor = (deviceName: string | undefined, used = transport): DeviceFields => ({
-      host,
-      via,
-      transport: used,
-      deviceName,
-    });
+    const fieldsFor = (deviceName: string | undefined, used = transport): DeviceFields =>
+      via === 'gateway'
+        ? { host, via, transport: used, deviceName, gateway }
+        : { host, via, transport: used, deviceName };
 
     /** The device the message is for, from the typed input; INVALID_INPUT saying what to fix. */
     function readDeviceName(
@@ -140,12 +146,71 @@ export = function registerDeviceOutNode(RED: NodeAPI): void {
         rpcReplyText(msg.payload);
       } else if (work.action === 'data') {
         const text = deviceDataText(work.kind, msg.payload);
-        if (transport === 'mqtt') {
+        // Through a gateway the devices layer checks the size of the device's part of a publish.
+        if (transport === 'mqtt' && via === 'device') {
           checkMqttPublishSize(DEVICE_TOPICS[work.kind], Buffer.byteLength(text, 'utf8'), {
             qos,
             protocolVersion: 4,
           });
         }
+      }
+    }
+
+    /** The gateway's credentials: handed over, stored, or provisioned now as a gateway. */
+    async function gatewayLogin(
+      hub: DeviceHub,
+      msg: DeviceOutMessage,
+      work: Work,
+    ): Promise<DeviceLogin> {
+      let login = hub.knownLogin(gateway);
+      if (login === undefined) {
+        checkPayload(msg, work);
+        login = await hub.loginFor(gateway, {
+          provision: provision && work.action === 'data',
+          transport: 'mqtt',
+          timeoutMs,
+          gateway: true,
+        });
+      }
+      if (login !== undefined) return login;
+      throw new DeviceError(
+        'NOT_PROVISIONED',
+        t('errors.gatewayNotProvisioned', { gateway: nameForText(gateway) }),
+      );
+    }
+
+    /** One message of a device behind the gateway, on the gateway's connection. */
+    async function performViaGateway(
+      hub: DeviceHub,
+      msg: DeviceOutMessage,
+      deviceName: string,
+      work: Work,
+    ): Promise<void> {
+      const connections: DeviceConnections = hub.connections();
+      if (work.action === 'disconnect') {
+        await connections.disconnectViaGateway(gateway, deviceName, { timeoutMs });
+        return;
+      }
+      const login = await gatewayLogin(hub, msg, work);
+      try {
+        if (work.action === 'reply') {
+          await connections.replyRpcViaGateway(gateway, deviceName, work.id, msg.payload, {
+            login,
+            timeoutMs,
+          });
+          return;
+        }
+        await connections.sendViaGateway({
+          gatewayName: gateway,
+          gatewayLogin: login,
+          deviceName,
+          deviceType: (msg.deviceType as string | undefined) ?? def.deviceType,
+          message: { kind: work.kind, payload: msg.payload },
+          timeoutMs,
+        });
+      } catch (err) {
+        if (isDeviceError(err) && err.status === 'UNAUTHORIZED') hub.forget(gateway, login);
+        throw err;
       }
     }
 
@@ -155,6 +220,10 @@ export = function registerDeviceOutNode(RED: NodeAPI): void {
       deviceName: string,
       work: Work,
     ): Promise<TransportName> {
+      if (via === 'gateway') {
+        await performViaGateway(hub, msg, deviceName, work);
+        return 'mqtt';
+      }
       if (work.action === 'disconnect') {
         await hub.disconnect(deviceName);
         return transport;
@@ -241,12 +310,31 @@ export = function registerDeviceOutNode(RED: NodeAPI): void {
       };
       try {
         if (!hub) throw new DeviceError('INVALID_INPUT', t('errors.noConfig'));
-        if (via === 'gateway') throw new DeviceError('INVALID_INPUT', t('errors.gatewayNotYet'));
+        if (via === 'gateway' && gateway === '') {
+          throw new DeviceError('INVALID_INPUT', t('errors.noGateway'));
+        }
         if (closing) throw new DeviceError('CONNECTION_ERROR', t('errors.closing'));
         const handover = handoverOf(message, host);
         if (handover !== undefined) {
           deviceName = handover.deviceName;
-          hub.handOver(deviceName, handover.answer, handover.generated, transport === 'mqtt');
+          if (via === 'gateway' && deviceName !== gateway) {
+            throw new DeviceError(
+              'INVALID_INPUT',
+              t('errors.notTheGateway', {
+                device: nameForText(deviceName),
+                gateway: nameForText(gateway),
+              }),
+            );
+          }
+          hub.handOver(
+            deviceName,
+            handover.answer,
+            handover.generated,
+            via === 'device' && transport === 'mqtt',
+          );
+          const handed = hub.knownLogin(deviceName);
+          if (via === 'gateway' && handed !== undefined)
+            hub.connections().openGateway(gateway, handed);
           // Passed on as it came: a device out further on takes the credentials over too.
           lastFailure = undefined;
           showStatus();
@@ -274,6 +362,7 @@ export = function registerDeviceOutNode(RED: NodeAPI): void {
       // Released first: a closing node takes no message, so its config node may close the sessions.
       lease?.release();
       hub?.off('summary', showStatus);
+      hub?.off('session', onSession);
       status.close();
       if (pending === 0) done();
       else idle = done;

@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { ProvisionError } from '../../protocol/errors';
+import { ProvisionError, errorText } from '../../protocol/errors';
 import { CREDENTIALS_MODES, isCredentialsMode } from '../../protocol/types';
 import { CredentialsNotSavedError, Provisioner, isCancelledError } from '../../provisioner';
 import type { ProvisionResult } from '../../provisioner/types';
@@ -8,7 +8,7 @@ import type { StoreLease } from '../../store';
 import { verifyDeviceCredentials } from '../../transports';
 import { TRANSPORTS, isTransportName } from '../../transports/types';
 import { outputFields } from '../shared/message';
-import { failWithText, nameForText, numberSetting } from '../shared/node-input';
+import { closeGraceMs, failWithText, nameForText, numberSetting } from '../shared/node-input';
 import type { ProvisionConfigNode } from '../shared/server-config';
 import { StatusReporter } from '../shared/status';
 import { useTransports } from '../shared/transport-users';
@@ -87,7 +87,9 @@ export = function registerProvisionNode(RED: NodeAPI): void {
           node.warn(
             warning.kind === 'damaged'
               ? t('warn.storeDamaged', { movedTo: warning.movedTo })
-              : t('warn.storeError', { error: warning.error }),
+              : warning.kind === 'unavailable'
+                ? t('warn.storeUnavailable', { error: warning.error })
+                : t('warn.storeError', { error: warning.error }),
           ),
         );
       } catch (err) {
@@ -215,13 +217,20 @@ export = function registerProvisionNode(RED: NodeAPI): void {
       ) {
         failure = new ProvisionError('FAILURE', t('errors.reprovisionRefused'), { cause: err });
       }
+      let detail = isCancelledError(err) ? t('errors.closing') : failure.message;
       message.payload = { status: failure.status, errorMsg: failure.message, deviceName };
       if (err instanceof CredentialsNotSavedError) {
         // The server will not issue these again: hand them to the Catch node, not to oblivion.
+        detail = t('errors.notSaved', { error: `${err.storeName}: ${errorText(err.cause)}` });
         const saved = outputFields(err.result, serverInfo(), transport, false);
-        message.payload = { ...saved.payload, ...(message.payload as object), deviceName };
+        message.payload = {
+          ...saved.payload,
+          status: failure.status,
+          errorMsg: detail,
+          deviceName,
+          credentialsNotSaved: true,
+        };
       }
-      const detail = isCancelledError(err) ? t('errors.closing') : failure.message;
       const code = failure.status;
       status.setResult(() => ({
         fill: 'red',
@@ -236,8 +245,9 @@ export = function registerProvisionNode(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       status.close();
+      // Requests already at the server finish, and their answers are kept: no device orphaned.
       provisioner
-        .close()
+        .close(closeGraceMs(RED))
         .catch(() => undefined)
         .then(() => lease?.release())
         .catch(() => undefined)

@@ -10,11 +10,16 @@
  * the bytes written linear in the entries, and when the last user lets go, so a store at rest is
  * one file. A rewrite folds in the journals up to the one open when it starts; commits go on
  * meanwhile into a new journal, so outputs never wait for a snapshot.
+ *
+ * The folder is locked for this process (lock.ts) before anything in it is read or written. The
+ * store is known to be writable once a commit succeeded; until then, and after a commit failed,
+ * writable() tries a commit of what is still unwritten (a new journal's header at least).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { errorText } from '../../protocol/errors';
 import { isStoredEntry, keyOf } from '../entry';
+import { isStoreUnavailable, type StoreUnavailableError } from '../errors';
 import type { DeviceKey, StoreWarning, StoreWarningListener, StoredEntry } from '../types';
 import {
   appendDurably,
@@ -24,7 +29,9 @@ import {
   writeFileDurably,
 } from './durable-file';
 import { journalHeader, journalLines, journalName, serializeSnapshot } from './format';
-import { loadFiles } from './load';
+import { loadFiles, type LoadedFiles } from './load';
+import type { StoreLock } from './lock';
+import { lockFolder, notWritable, openFolder } from './open';
 
 /** Fold the journals into the snapshot once they hold more bytes than it, and at least this much. */
 export const MIN_COMPACTION_BYTES = 64 * 1024;
@@ -45,6 +52,8 @@ interface PutWaiter {
   reject: (err: unknown) => void;
 }
 
+const NOTHING_WRITTEN: Promise<boolean> = Promise.resolve(false);
+
 export class FileStoreCore {
   readonly filePath: string;
   readonly dir: string;
@@ -58,7 +67,17 @@ export class FileStoreCore {
    */
   private durable = new Map<DeviceKey, string>();
   private loaded = false;
-  private readonly loading: Promise<void>;
+  private loading: Promise<void>;
+  private loadFailed = false;
+  /** Held from the load (or, for a folder made later, the first write) until the last release. */
+  private lock: StoreLock | undefined;
+  /** Whether the files were read under the lock; not when the folder did not exist yet. */
+  private loadedUnderLock = false;
+  /** The last commit succeeded: puts can be taken without another check. */
+  private healthy = false;
+  private probing: Promise<boolean> | undefined;
+  /** The refusal last reported, so that a refusal repeated per message is reported once. */
+  private reported: string | undefined;
   /** Entries put but not yet part of a commit, latest per device. */
   private dirty = new Map<DeviceKey, string>();
   private waiters: PutWaiter[] = [];
@@ -86,17 +105,26 @@ export class FileStoreCore {
     this.filePath = filePath;
     this.dir = path.dirname(filePath);
     this.base = path.basename(filePath);
-    this.loading = this.load();
-    // A failed load is reported through ready() and put(); never an unhandled rejection here.
-    this.loading.catch(() => undefined);
+    this.loading = this.startLoading();
   }
 
   get isLoaded(): boolean {
     return this.loaded;
   }
 
+  /** After a failed load (locked, newer files, unreadable), each call tries again. */
   ready(): Promise<void> {
+    if (this.loadFailed) this.loading = this.startLoading();
     return this.loading;
+  }
+
+  /** False at once while the last commit succeeded; otherwise true after one that does. */
+  writable(): Promise<boolean> {
+    if (this.healthy) return NOTHING_WRITTEN;
+    this.probing ??= this.probe().finally(() => {
+      this.probing = undefined;
+    });
+    return this.probing;
   }
 
   /** Only after ready(). */
@@ -168,15 +196,64 @@ export class FileStoreCore {
     }
   }
 
+  /** Removes the lock unless the store was opened again meanwhile; then it stays in use. */
+  async unlock(): Promise<void> {
+    const lock = this.lock;
+    this.lock = undefined;
+    await lock?.release();
+  }
+
+  private startLoading(): Promise<void> {
+    this.loadFailed = false;
+    const loading = this.load();
+    // A failed load is reported through ready() and put(); never an unhandled rejection here.
+    loading.catch(() => undefined);
+    return loading;
+  }
+
   private async load(): Promise<void> {
-    const files = await loadFiles(this.filePath, (message, warning) => this.warn(message, warning));
+    try {
+      const { lock, files } = await openFolder(this.filePath, (m, w) => this.warn(m, w));
+      this.lock = lock;
+      this.apply(files);
+      this.loadedUnderLock = lock !== undefined;
+      this.loaded = true;
+    } catch (err) {
+      this.loadFailed = true;
+      if (isStoreUnavailable(err)) this.reportUnavailable(err);
+      throw err;
+    }
+  }
+
+  private apply(files: LoadedFiles): void {
     this.durable = files.entries;
     this.snapshotSequence = files.snapshotSequence;
     this.snapshotBytes = files.snapshotBytes;
     this.journals = files.journals;
     this.nextJournal = files.nextJournal;
     this.directoryExists = files.directoryExists;
-    this.loaded = true;
+  }
+
+  /** A commit of what is unwritten, if anything: a new journal's header at least. */
+  private async probe(): Promise<boolean> {
+    await this.ready();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.waiters.push({ resolve, reject });
+        this.schedule();
+      });
+      return true;
+    } catch (err) {
+      const refusal = isStoreUnavailable(err) ? err : notWritable(this.filePath, err);
+      this.reportUnavailable(refusal);
+      throw refusal;
+    }
+  }
+
+  private reportUnavailable(err: StoreUnavailableError): void {
+    if (this.reported === err.message) return;
+    this.reported = err.message;
+    this.warn(err.message, { kind: 'unavailable', file: this.filePath, error: err.message });
   }
 
   private schedule(): void {
@@ -222,25 +299,30 @@ export class FileStoreCore {
   /** Group commit: everything put since the last write goes into one append. */
   private async commitBatch(): Promise<void> {
     const waiters = this.waiters;
-    const batch = new Map([...this.unwritten, ...this.dirty]);
+    const batch =
+      this.unwritten.size === 0 ? this.dirty : new Map([...this.unwritten, ...this.dirty]);
     this.waiters = [];
     this.dirty = new Map();
     this.unwritten = new Map();
     let sequence = this.openJournal;
-    let content = journalLines(batch.values());
-    if (sequence === undefined) {
-      sequence = this.nextJournal++;
-      content = journalHeader(sequence) + content;
-    }
     try {
-      await this.ensureDirectory();
+      if (!this.lock || !this.directoryExists) await this.prepareToWrite();
+      // Numbered only now: taking the lock may have brought journals of another process.
+      let content = journalLines(batch.values());
+      if (sequence === undefined) {
+        sequence = this.nextJournal++;
+        content = journalHeader(sequence) + content;
+      }
       await appendDurably(this.dir, path.join(this.dir, journalName(this.base, sequence)), content);
       this.openJournal = sequence;
       this.journals.set(sequence, (this.journals.get(sequence) ?? 0) + Buffer.byteLength(content));
       this.commits++;
+      this.healthy = true;
+      this.reported = undefined;
     } catch (err) {
       // That journal's tail is unknown now: the next commit starts a new one.
       this.openJournal = undefined;
+      this.healthy = false;
       for (const [key, entry] of batch) if (!this.dirty.has(key)) this.unwritten.set(key, entry);
       for (const waiter of waiters) waiter.reject(err);
       return;
@@ -250,6 +332,8 @@ export class FileStoreCore {
   }
 
   private async compact(): Promise<void> {
+    // Only the holder of the lock rewrites the snapshot.
+    if (!this.lock) return;
     // Every journal so far, the open one included, is folded in; from here on commits go to a new
     // one. Started between commits, so none is being appended to. Entries whose commit failed are
     // carried into the snapshot too: once it is renamed into place they are on disk.
@@ -292,6 +376,20 @@ export class FileStoreCore {
     await removeFiles(folded.map((s) => path.join(this.dir, journalName(this.base, s)))).catch(
       () => undefined,
     );
+  }
+
+  /** The folder and the lock; files that appeared since the load are read first. */
+  private async prepareToWrite(): Promise<void> {
+    await this.ensureDirectory();
+    if (this.lock) return;
+    this.lock = await lockFolder(this.filePath);
+    if (this.loadedUnderLock) return;
+    // Another process may have written here since: its entries come before ours.
+    const files = await loadFiles(this.filePath, (m, w) => this.warn(m, w));
+    const ours = this.durable;
+    this.apply(files);
+    for (const [key, line] of ours) this.durable.set(key, line);
+    this.loadedUnderLock = true;
   }
 
   private async ensureDirectory(): Promise<void> {

@@ -111,6 +111,8 @@ export async function appendDurably(dir: string, file: string, content: string):
     await syncFolder(dir);
   } catch (err) {
     await close(fd).catch(() => undefined);
+    // Nothing in it was acknowledged: no empty journal is left per failed try on a full disk.
+    await fs.promises.rm(file, { force: true }).catch(() => undefined);
     throw err;
   }
   journals.set(file, fd);

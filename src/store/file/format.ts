@@ -3,11 +3,36 @@
  *   credentials.json              the snapshot: every entry, and the journals up to its `sequence`
  *   credentials.json.journal-<n>  entries written since: a header line, then one entry per line
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { isRecord, isStoredEntry } from '../entry';
 import type { StoredEntry } from '../types';
 
 export const STORE_FORMAT = 'thingsboard-provision-credentials';
 export const STORE_VERSION = 1;
+export const PACKAGE_NAME = 'node-red-contrib-thingsboard-provision';
+
+let ownVersion: string | undefined;
+
+/** This package's version, written into every header so that a reader can name the writer. */
+export function packageVersion(): string {
+  if (ownVersion === undefined) {
+    // src/store/file or nodes/store/file: the package's root is three folders up either way.
+    const manifest = path.join(__dirname, '..', '..', '..', 'package.json');
+    try {
+      const parsed = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { version?: unknown };
+      ownVersion = typeof parsed.version === 'string' ? parsed.version : 'unknown';
+    } catch {
+      ownVersion = 'unknown';
+    }
+  }
+  return ownVersion;
+}
+
+/** A file in a format this version cannot read: never moved aside, never overwritten. */
+export interface NewerFormat {
+  newer: { formatVersion: number; packageVersion?: string };
+}
 
 export type FileKind = 'snapshot' | 'journal';
 
@@ -20,11 +45,17 @@ export interface SnapshotFile {
 }
 
 /** Why a snapshot's or journal's header cannot be used, or undefined when it can. */
-function headerProblem(parsed: unknown, kind: FileKind): string | undefined {
+function headerProblem(parsed: unknown, kind: FileKind): string | NewerFormat | undefined {
   if (!isRecord(parsed) || parsed.format !== STORE_FORMAT) return 'not a credentials file';
   if (typeof parsed.version !== 'number') return 'no format version';
-  if (parsed.version > STORE_VERSION) {
-    return `format version ${parsed.version} was written by a newer version of this package`;
+  if (Number.isSafeInteger(parsed.version) && parsed.version > STORE_VERSION) {
+    const writer = parsed.packageVersion;
+    return {
+      newer: {
+        formatVersion: parsed.version,
+        ...(typeof writer === 'string' ? { packageVersion: writer.slice(0, 64) } : {}),
+      },
+    };
   }
   if (parsed.version !== STORE_VERSION) return `unknown format version ${parsed.version}`;
   if (parsed.kind !== kind) return `expected a ${kind}`;
@@ -35,7 +66,7 @@ function headerProblem(parsed: unknown, kind: FileKind): string | undefined {
 }
 
 /** A snapshot's content, or why it cannot be used. */
-export function parseSnapshot(text: string): SnapshotFile | { problem: string } {
+export function parseSnapshot(text: string): SnapshotFile | NewerFormat | { problem: string } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -43,6 +74,7 @@ export function parseSnapshot(text: string): SnapshotFile | { problem: string } 
     return { problem: 'not valid JSON' };
   }
   const problem = headerProblem(parsed, 'snapshot');
+  if (typeof problem === 'object') return problem;
   if (problem !== undefined) return { problem };
   const { entries } = parsed as Record<string, unknown>;
   if (!Array.isArray(entries)) return { problem: 'no entry list' };
@@ -56,7 +88,9 @@ export function parseSnapshot(text: string): SnapshotFile | { problem: string } 
  * a crash, never acknowledged: ignored. A journal whose header never became complete was never
  * acknowledged either: it holds nothing.
  */
-export function parseJournal(text: string): { entries: StoredEntry[] } | { problem: string } {
+export function parseJournal(
+  text: string,
+): { entries: StoredEntry[] } | NewerFormat | { problem: string } {
   const end = text.lastIndexOf('\n');
   if (end === -1) return { entries: [] };
   const lines = text.slice(0, end).split('\n');
@@ -67,6 +101,7 @@ export function parseJournal(text: string): { entries: StoredEntry[] } | { probl
     return { problem: 'not valid JSON in line 1' };
   }
   const problem = headerProblem(header, 'journal');
+  if (typeof problem === 'object') return problem;
   if (problem !== undefined) return { problem };
   const entries: StoredEntry[] = [];
   for (let i = 1; i < lines.length; i++) {
@@ -83,7 +118,8 @@ export function parseJournal(text: string): { entries: StoredEntry[] } | { probl
 }
 
 function fileHeader(kind: FileKind, sequence: number): string {
-  return `{"format":"${STORE_FORMAT}","version":${STORE_VERSION},"kind":"${kind}","sequence":${sequence}`;
+  const writer = JSON.stringify(packageVersion());
+  return `{"format":"${STORE_FORMAT}","version":${STORE_VERSION},"packageVersion":${writer},"kind":"${kind}","sequence":${sequence}`;
 }
 
 /** A new journal's first line. */

@@ -52,6 +52,11 @@ class FileStoreHandle implements FileCredentialStore {
     return this.core.get(key);
   }
 
+  writable(): Promise<boolean> {
+    if (this.released) return Promise.reject(new Error('This credential store was released'));
+    return this.core.writable();
+  }
+
   put(entry: StoredEntry): Promise<void> {
     if (this.released) return Promise.reject(new Error('This credential store was released'));
     return this.core.put(entry);
@@ -79,10 +84,12 @@ class FileStoreHandle implements FileCredentialStore {
         core.refs > 0
           ? core.flush()
           : core.finish().finally(() => {
-              // Reopened meanwhile: the engine lives on with its new holders.
+              // Reopened meanwhile: the engine lives on with its new holders, and keeps the lock.
               if (core.refs === 0 && openCores.get(core.filePath) === core) {
                 openCores.delete(core.filePath);
+                return core.unlock();
               }
+              return undefined;
             });
     }
     return this.released;

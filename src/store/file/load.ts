@@ -1,13 +1,25 @@
 /**
  * Reading the file backend at start: the snapshot, then every newer journal in order. A file that
  * does not parse or has the wrong shape (other than a torn journal tail) is moved aside to
- * `<name>.damaged-<time>` and reported, never overwritten.
+ * `<name>.damaged-<time>` and reported, never overwritten. A file in a newer format stops the
+ * load: it is whole, only this version cannot read it.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { keyOf } from '../entry';
+import { StoreUnavailableError } from '../errors';
 import type { DeviceKey, StoreWarningListener, StoredEntry } from '../types';
-import { journalName, journalPattern, parseJournal, parseSnapshot, tempPrefix } from './format';
+import {
+  PACKAGE_NAME,
+  STORE_VERSION,
+  journalName,
+  journalPattern,
+  packageVersion,
+  parseJournal,
+  parseSnapshot,
+  tempPrefix,
+  type NewerFormat,
+} from './format';
 
 export interface LoadedFiles {
   /** Every entry as the JSON text it is written as, by device. */
@@ -100,6 +112,7 @@ async function readSnapshot(
   const text = await readText(full);
   if (text === undefined) return undefined;
   const snapshot = parseSnapshot(text);
+  if ('newer' in snapshot) throw newerFormat(full, snapshot);
   if ('problem' in snapshot) return damaged(full, snapshot.problem, warn);
   return { sequence: snapshot.sequence, entries: snapshot.entries, bytes: Buffer.byteLength(text) };
 }
@@ -112,8 +125,22 @@ async function readJournal(
   const text = await readText(full);
   if (text === undefined) return undefined;
   const journal = parseJournal(text);
+  if ('newer' in journal) throw newerFormat(full, journal);
   if ('problem' in journal) return damaged(full, journal.problem, warn);
   return { entries: journal.entries, bytes: Buffer.byteLength(text) };
+}
+
+function newerFormat(full: string, { newer }: NewerFormat): StoreUnavailableError {
+  const writer = newer.packageVersion;
+  return new StoreUnavailableError(
+    'newerVersion',
+    `The credentials file ${full} was written by ${PACKAGE_NAME} ` +
+      `${writer === undefined ? '(a newer version)' : writer} in store format ` +
+      `${newer.formatVersion}; this is version ${packageVersion()}, which reads format ` +
+      `${STORE_VERSION} only. The file was left as it is, and nothing is provisioned with this ` +
+      `store until ${writer === undefined ? 'that version' : `version ${writer}`} or a later one ` +
+      'is installed again.',
+  );
 }
 
 async function damaged(
