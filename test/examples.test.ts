@@ -126,26 +126,46 @@ describe('examples against the emulator', function () {
     assert.deepEqual(await telemetryOf('demo-sensor-2'), [{ temperature: 21.5 }]);
   });
 
-  it('03 provisions ten devices four at a time, joins the results, and one gateway', async function () {
+  it('03 forwards ten readings through one gateway connection and answers an RPC to one of the devices', async function () {
     const flow = example('03 ');
     await deploy(flow);
-    const all = new Collector(byType(flow, 'debug', 'all provisioned').id);
-    const gateway = new Collector(byType(flow, 'debug', 'gateway provisioned').id);
-    helper.getNode(byType(flow, 'inject', 'demo-gateway-1').id).receive({});
-    await gateway.waitFor(1);
-    assert.equal(emulator.device('demo-gateway-1')?.gateway, true);
-
-    emulator.resetStats();
-    helper.getNode(byType(flow, 'inject', 'ten device names').id).receive({});
-    const [joined] = await all.waitFor(1);
-    const summaries = joined.payload as Array<Record<string, unknown>>;
+    const accepted = new Collector(byType(flow, 'debug', 'accepted').id);
+    const failures = new Collector(byType(flow, 'debug', 'failure').id);
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    const messages = await accepted.waitFor(10);
+    const thermometers = Array.from({ length: 10 }, (_, i) => `demo-thermo-${i + 1}`);
     assert.deepEqual(
-      summaries.map((s) => s.deviceName),
-      Array.from({ length: 10 }, (_, i) => `demo-sensor-${11 + i}`),
+      messages.map((m) => (m.thingsboard as { deviceName: string }).deviceName).sort(),
+      [...thermometers].sort(),
     );
-    for (const summary of summaries) assert.ok(!('credentialsValue' in summary));
-    assert.ok(emulator.maxConcurrent <= 4, `at most four at once, saw ${emulator.maxConcurrent}`);
-    assert.equal(emulator.device('demo-sensor-11')?.gateway, false);
+    for (const message of messages) {
+      assert.equal((message.thingsboard as { via: string }).via, 'gateway');
+      assert.equal((message.thingsboard as { gateway: string }).gateway, 'demo-field-gateway');
+    }
+    const gateway = emulator.device('demo-field-gateway');
+    assert.equal(gateway?.gateway, true, 'provisioned on first use as a gateway');
+    for (const name of thermometers) {
+      const device = emulator.device(name);
+      assert.equal(device?.createdByGateway, 'demo-field-gateway', name);
+      assert.equal(device?.timeseries.length, 1, name);
+    }
+    assert.deepEqual(
+      emulator
+        .sessions()
+        .filter((s) => s.gateway === undefined)
+        .map((s) => s.device),
+      ['demo-field-gateway'],
+      "one connection: the gateway's",
+    );
+    assert.equal(emulator.requests.length, 1, 'only the gateway is provisioned');
+
+    assert.deepEqual(await emulator.sendRpc('demo-thermo-3', 'identify', { led: true }), {
+      device: 'demo-thermo-3',
+      method: 'identify',
+      params: { led: true },
+      ok: true,
+    });
+    assert.equal(failures.messages.length, 0);
   });
 
   it('04 provisions over MQTT, then device out sends a reading as the device with the stored credentials', async function () {
@@ -215,6 +235,28 @@ describe('examples against the emulator', function () {
     assert.equal(emulator.requests.length, 5, 'one provisioning request per meter');
     assert.equal(emulator.sessions().length, 5, 'one MQTT session per meter');
     assert.equal(failures.messages.length, 0);
+  });
+
+  it('07 provisions ten devices four at a time, joins the results, and one gateway', async function () {
+    const flow = example('07 ');
+    await deploy(flow);
+    const all = new Collector(byType(flow, 'debug', 'all provisioned').id);
+    const gateway = new Collector(byType(flow, 'debug', 'gateway provisioned').id);
+    helper.getNode(byType(flow, 'inject', 'demo-gateway-1').id).receive({});
+    await gateway.waitFor(1);
+    assert.equal(emulator.device('demo-gateway-1')?.gateway, true);
+
+    emulator.resetStats();
+    helper.getNode(byType(flow, 'inject', 'ten device names').id).receive({});
+    const [joined] = await all.waitFor(1);
+    const summaries = joined.payload as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      summaries.map((s) => s.deviceName),
+      Array.from({ length: 10 }, (_, i) => `demo-sensor-${11 + i}`),
+    );
+    for (const summary of summaries) assert.ok(!('credentialsValue' in summary));
+    assert.ok(emulator.maxConcurrent <= 4, `at most four at once, saw ${emulator.maxConcurrent}`);
+    assert.equal(emulator.device('demo-sensor-11')?.gateway, false);
   });
 
   it("npm start's flows: 01, 04 and 05 side by side, each device's telemetry arrives and an RPC is answered", async function () {
