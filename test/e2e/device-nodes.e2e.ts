@@ -92,9 +92,11 @@ describe('A user sends as devices: device out and device in dragged, configured,
     await helpShown(OUT);
     await session?.shot('device-out-dialog');
 
-    // Through a gateway: the dialog says it is not there yet rather than let a flow fail later.
+    // Through a gateway: the gateway's name and the devices' type instead of a transport.
     await page.locator('#node-input-via').selectOption('gateway');
-    await editor.seeInTray(en.text(`${OUT}.tip.gatewayNotYet`));
+    await editor.seeInTray(en.text(`${OUT}.label.gateway`));
+    await editor.seeInTray(en.text(`${OUT}.label.deviceType`));
+    await editor.seeInTray(en.text(`${OUT}.tip.gateway`));
     assert.equal(await page.locator('#node-input-transport').isVisible(), false);
     await session?.shot('device-out-dialog-gateway');
     await page.locator('#node-input-via').selectOption('device');

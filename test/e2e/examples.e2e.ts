@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import type * as EmulatorModule from '../../src/emulator';
+import type { ShippedCatalog } from './support/catalog';
 import type { NodeRedEditor } from './support/editor';
 import { deployFlows, type NodeRedProcess } from './support/runtime';
 import { MODULE, shootFailure, startEditorSession, type EditorSession } from './support/session';
@@ -33,6 +34,7 @@ describe('The examples as a newcomer meets them, on a 1400x900 screen', function
   let emulator: EmulatorModule.Emulator;
   let page: Page;
   let editor: NodeRedEditor;
+  let en: ShippedCatalog;
   let examples: string[];
 
   before(async function () {
@@ -41,7 +43,7 @@ describe('The examples as a newcomer meets them, on a 1400x900 screen', function
       name: 'examples',
       profile: { name: 'demo', key: DEMO_KEY, secret: DEMO_SECRET },
     });
-    ({ red, emulator, page, editor } = session);
+    ({ red, emulator, page, editor, en } = session);
     await page.setViewportSize({ width: 1400, height: 900 });
     examples = fs
       .readdirSync(path.join(session.packageDir, 'examples'))
@@ -188,5 +190,65 @@ describe('The examples as a newcomer meets them, on a 1400x900 screen', function
       await page.mouse.click(chart.x + 300, chart.y + 200);
       await session?.shot(`import-${prefix.trim()}`);
     }
+  });
+
+  it('example 03 imported beside them, its server filled in: ten devices through one gateway, an RPC to one answered', async function () {
+    const file = examples.find((f) => f.startsWith('03 '));
+    assert.ok(file);
+    const flow = JSON.parse(
+      fs.readFileSync(path.join(session?.packageDir ?? '', 'examples', file), 'utf8'),
+    ) as FlowNode[];
+    const byType = (type: string): FlowNode => {
+      const node = flow.find((n) => n.type === type);
+      assert.ok(node, type);
+      return node;
+    };
+    const deviceOut = byType('thingsboard-device-out');
+    const deviceIn = byType('thingsboard-device-in');
+    const gateway = String(deviceOut.gateway);
+    await editor.dismissNotifications();
+
+    // What the example's comment asks for: the server's ports here, and the key and secret.
+    await editor.edit(deviceOut.id);
+    await page.locator('#node-input-btn-config-edit').click();
+    await page.locator('#node-config-input-host').waitFor();
+    await editor.trayOpened();
+    for (const transport of ['mqtt', 'http', 'coap'] as const) {
+      await page
+        .locator(`#node-config-input-${transport}Port`)
+        .fill(String(emulator.ports[transport]));
+    }
+    await page.locator('#node-config-input-provisionDeviceKey').fill(DEMO_KEY);
+    await page.locator('#node-config-input-provisionDeviceSecret').fill(DEMO_SECRET);
+    await editor.done('node-config-dialog-ok');
+    await editor.done();
+    await editor.deploy();
+    await editor.clickInjectButton(byType('inject').id);
+
+    // Green with the gateway's name and the ten devices it speaks for.
+    await editor.waitForStatus(deviceOut.id, {
+      text: en
+        .text(`${deviceOut.type}.status.gateway`)
+        .replace('__gateway__', gateway)
+        .replace('__count__', '10'),
+      shape: 'dot-green',
+    });
+    // device in listens on the same connection. Its count is not checked: it follows the changes of
+    // the connection, not each device announced on it.
+    const gatewayText = en.text(`${deviceIn.type}.status.gateway`).split('__count__');
+    await editor.waitForStatus(deviceIn.id, {
+      text: new RegExp(`^${gatewayText[0].replace('__gateway__', gateway)}\\d+${gatewayText[1]}$`),
+      shape: 'dot-green',
+    });
+    for (let i = 1; i <= 10; i++) {
+      const device = emulator.device(`demo-thermo-${i}`);
+      assert.equal(device?.createdByGateway, gateway);
+      assert.equal(device?.telemetry.length, 1);
+    }
+    const reply = await emulator.sendRpc('demo-thermo-3', 'identify', {});
+    assert.deepEqual(reply, { device: 'demo-thermo-3', method: 'identify', params: {}, ok: true });
+    await editor.sidebarTab('debug');
+    await editor.dismissNotifications();
+    await session?.shot('example-03-running');
   });
 });

@@ -148,7 +148,10 @@ export class NodeRedEditor {
   }
 
   /** Waits for a node's status; on timeout, fails saying what the status was instead. */
-  async waitForStatus(id: string, expected: { text: string; shape: string }): Promise<void> {
+  async waitForStatus(
+    id: string,
+    expected: { text: string | RegExp; shape: string },
+  ): Promise<void> {
     const deadline = Date.now() + 20_000;
     let seen = { text: '', shape: '' };
     while (Date.now() < deadline) {
@@ -162,11 +165,15 @@ export class NodeRedEditor {
             .getAttribute('class')
             .catch(() => '')) ?? '',
       };
-      if (seen.text === expected.text && seen.shape.includes(expected.shape)) return;
+      const textSeen =
+        typeof expected.text === 'string'
+          ? seen.text === expected.text
+          : expected.text.test(seen.text);
+      if (textSeen && seen.shape.includes(expected.shape)) return;
       await this.page.waitForTimeout(100);
     }
     assert.fail(
-      `status "${seen.text}" (${seen.shape}), expected "${expected.text}" (${expected.shape})`,
+      `status "${seen.text}" (${seen.shape}), expected "${String(expected.text)}" (${expected.shape})`,
     );
   }
 
