@@ -155,6 +155,11 @@ async function main() {
   );
   for (const name of names) console.log(`[demo] deploying "${name}"`);
   console.log(`[demo] editor at http://127.0.0.1:${EDITOR_PORT}/ (Ctrl+C stops everything)`);
+  console.log(
+    '[demo] more in the editor: Menu > Import > Examples > node-red-contrib-thingsboard-provision ' +
+      `(03: ten devices through one gateway), then give its server node the key ${DEMO_KEY} ` +
+      `and the secret ${DEMO_SECRET}`,
+  );
   if (rpcDevice) {
     console.log(
       `[demo] an RPC to ${JSON.stringify(rpcDevice)} every ${RPC_EVERY_MS / 1000} s; send your own with: ` +
