@@ -12,6 +12,13 @@ import { coreNodeModule, helper } from './support/node-red';
  */
 
 const examplesDir = path.resolve(__dirname, '..', 'examples');
+const { demoFlows } = require('../scripts/demo.js') as {
+  demoFlows(): {
+    flows: FlowNode[];
+    credentials: Record<string, Record<string, string>>;
+    rpcDevice?: string;
+  };
+};
 const DEMO_KEY = 'demo-provision-key';
 const DEMO_SECRET = 'demo-provision-secret';
 const CORE_NODES = [
@@ -67,8 +74,8 @@ describe('examples against the emulator', function () {
     fs.rmSync(userDir, { recursive: true, force: true });
   });
 
-  /** Points the example at the emulator and loads it with the key and secret filled in. */
-  async function deploy(flow: FlowNode[]): Promise<void> {
+  /** Points a flow's servers at the emulator's ephemeral ports, as a user edits the server node. */
+  function pointAtEmulator(flow: FlowNode[]): void {
     const { mqtt, http, coap } = emulator.ports;
     for (const node of flow) {
       if (node.type === 'thingsboard-provision-config') {
@@ -79,6 +86,11 @@ describe('examples against the emulator', function () {
         node.func = String(node.func).replace('127.0.0.1:8080', `127.0.0.1:${http}`);
       }
     }
+  }
+
+  /** Points the example at the emulator and loads it with the key and secret filled in. */
+  async function deploy(flow: FlowNode[]): Promise<void> {
+    pointAtEmulator(flow);
     const server = byType(flow, 'thingsboard-provision-config');
     const tab = flow.find((n) => typeof n.z === 'string')?.z as string;
     await loadFlow(
@@ -114,8 +126,119 @@ describe('examples against the emulator', function () {
     assert.deepEqual(await telemetryOf('demo-sensor-2'), [{ temperature: 21.5 }]);
   });
 
-  it('03 provisions ten devices four at a time, joins the results, and one gateway', async function () {
+  it('03 forwards ten readings through one gateway connection and answers an RPC to one of the devices', async function () {
     const flow = example('03 ');
+    await deploy(flow);
+    const accepted = new Collector(byType(flow, 'debug', 'accepted').id);
+    const failures = new Collector(byType(flow, 'debug', 'failure').id);
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    const messages = await accepted.waitFor(10);
+    const thermometers = Array.from({ length: 10 }, (_, i) => `demo-thermo-${i + 1}`);
+    assert.deepEqual(
+      messages.map((m) => (m.thingsboard as { deviceName: string }).deviceName).sort(),
+      [...thermometers].sort(),
+    );
+    for (const message of messages) {
+      assert.equal((message.thingsboard as { via: string }).via, 'gateway');
+      assert.equal((message.thingsboard as { gateway: string }).gateway, 'demo-field-gateway');
+    }
+    const gateway = emulator.device('demo-field-gateway');
+    assert.equal(gateway?.gateway, true, 'provisioned on first use as a gateway');
+    for (const name of thermometers) {
+      const device = emulator.device(name);
+      assert.equal(device?.createdByGateway, 'demo-field-gateway', name);
+      assert.equal(device?.timeseries.length, 1, name);
+    }
+    assert.deepEqual(
+      emulator
+        .sessions()
+        .filter((s) => s.gateway === undefined)
+        .map((s) => s.device),
+      ['demo-field-gateway'],
+      "one connection: the gateway's",
+    );
+    assert.equal(emulator.requests.length, 1, 'only the gateway is provisioned');
+
+    assert.deepEqual(await emulator.sendRpc('demo-thermo-3', 'identify', { led: true }), {
+      device: 'demo-thermo-3',
+      method: 'identify',
+      params: { led: true },
+      ok: true,
+    });
+    assert.equal(failures.messages.length, 0);
+  });
+
+  it('04 provisions over MQTT, then device out sends a reading as the device with the stored credentials', async function () {
+    const flow = example('04 ');
+    await deploy(flow);
+    const accepted = new Collector(byType(flow, 'debug', 'accepted').id);
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    const [first] = await accepted.waitFor(1);
+    assert.deepEqual(await telemetryOf('demo-sensor-4'), [{ temperature: 21.5 }]);
+    assert.deepEqual(first.thingsboard, {
+      host: '127.0.0.1',
+      via: 'device',
+      transport: 'mqtt',
+      deviceName: 'demo-sensor-4',
+    });
+    const token = (emulator.device('demo-sensor-4')?.credentials as { token: string }).token;
+    assert.ok(!JSON.stringify(first).includes(token), 'the token left the message');
+
+    const provisioned = emulator.requests.length;
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    await accepted.waitFor(2);
+    assert.equal(emulator.requests.length, provisioned, 'answered from the store');
+    assert.equal(emulator.device('demo-sensor-4')?.telemetry.length, 2);
+  });
+
+  it('05 answers an RPC: device in, the function builds the reply, device out sends it back', async function () {
+    const flow = example('05 ');
+    await deploy(flow);
+    const sent = new Collector(byType(flow, 'debug', 'sent').id);
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    await sent.waitFor(1);
+    assert.deepEqual(await telemetryOf('demo-pump-1'), [{ speed: 0 }]);
+
+    assert.deepEqual(await emulator.sendRpc('demo-pump-1', 'setSpeed', { speed: 3 }), { speed: 3 });
+    assert.deepEqual(await emulator.sendRpc('demo-pump-1', 'getSpeed'), { speed: 3 });
+    assert.deepEqual(await emulator.sendRpc('demo-pump-1', 'reboot'), {
+      error: 'unknown method reboot',
+    });
+    // The reply and, for setSpeed, the new speed as telemetry: four messages through device out.
+    await sent.waitFor(5);
+    assert.deepEqual(emulator.device('demo-pump-1')?.telemetry, [{ speed: 0 }, { speed: 3 }]);
+    const replies = emulator.device('demo-pump-1')?.rpcReplies ?? [];
+    assert.deepEqual(
+      replies.map((r) => r.method),
+      ['setSpeed', 'getSpeed', 'reboot'],
+    );
+  });
+
+  it('06 sends five readings, each as its own device, provisioned on first use', async function () {
+    const flow = example('06 ');
+    await deploy(flow);
+    const accepted = new Collector(byType(flow, 'debug', 'accepted').id);
+    const failures = new Collector(byType(flow, 'debug', 'failure').id);
+    helper.getNode(byType(flow, 'inject').id).receive({});
+    const messages = await accepted.waitFor(5);
+    const meters = Array.from({ length: 5 }, (_, i) => `demo-meter-${i + 1}`);
+    assert.deepEqual(
+      messages.map((m) => (m.thingsboard as { deviceName: string }).deviceName).sort(),
+      meters,
+    );
+    for (const meter of meters) {
+      const device = emulator.device(meter);
+      assert.equal(device?.credentials.credentialsType, 'ACCESS_TOKEN', meter);
+      assert.equal(device?.telemetry.length, 1, meter);
+      assert.equal(typeof (device?.telemetry[0] as { power?: unknown }).power, 'number');
+    }
+    assert.equal(emulator.requests.length, 5, 'one provisioning request per meter');
+    assert.equal(emulator.sessions().length, 5, 'one MQTT session per meter');
+    assert.equal(failures.messages.length, 0);
+  });
+
+  it('07 provisions ten devices four at a time, joins the results, and one gateway', async function () {
+    const flow = example('07 ');
     await deploy(flow);
     const all = new Collector(byType(flow, 'debug', 'all provisioned').id);
     const gateway = new Collector(byType(flow, 'debug', 'gateway provisioned').id);
@@ -134,5 +257,18 @@ describe('examples against the emulator', function () {
     for (const summary of summaries) assert.ok(!('credentialsValue' in summary));
     assert.ok(emulator.maxConcurrent <= 4, `at most four at once, saw ${emulator.maxConcurrent}`);
     assert.equal(emulator.device('demo-sensor-11')?.gateway, false);
+  });
+
+  it("npm start's flows: 01, 04 and 05 side by side, each device's telemetry arrives and an RPC is answered", async function () {
+    const { flows, credentials, rpcDevice } = demoFlows();
+    pointAtEmulator(flows);
+    // The demo fires each inject once after deploy; nothing is clicked here.
+    await loadFlow(flows, credentials, userDir, CORE_NODES);
+    assert.deepEqual(await telemetryOf('demo-sensor-1'), [{ temperature: 21.5 }]);
+    assert.deepEqual(await telemetryOf('demo-sensor-4'), [{ temperature: 21.5 }]);
+    assert.deepEqual(await telemetryOf('demo-pump-1'), [{ speed: 0 }]);
+    assert.equal(rpcDevice, 'demo-pump-1');
+    assert.deepEqual(await emulator.sendRpc(rpcDevice, 'setSpeed', { speed: 2 }), { speed: 2 });
+    assert.equal(emulator.sessions().length, 3, 'one session per device, none taken over');
   });
 });

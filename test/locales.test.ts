@@ -232,6 +232,8 @@ const OUR_TYPES = new Set<string>(NODE_TYPES);
 // Properties that name another node, per node type.
 const REFERENCES: Record<string, string[]> = {
   'thingsboard-provision': ['config'],
+  'thingsboard-device-out': ['config'],
+  'thingsboard-device-in': ['config'],
   'thingsboard-provision-config': ['tls'],
   'mqtt out': ['broker'],
   'mqtt in': ['broker'],
@@ -239,12 +241,23 @@ const REFERENCES: Record<string, string[]> = {
   'http request': ['tls', 'proxy'],
 };
 
+// The editor's room for a flow on a 1400x900 screen at the default zoom, beside the palette and the
+// sidebar: node centres and an estimate of their width must stay inside it.
+const CANVAS = { width: 880, height: 600 };
+
+/** A generous estimate of a node's width on the canvas: Node-RED widens a node to its label. */
+function estimatedWidth(node: FlowNode): number {
+  const label = typeof node.name === 'string' && node.name !== '' ? node.name : node.type;
+  const button = node.type === 'inject' || node.type === 'debug' ? 25 : 0;
+  return Math.max(100, 20 * Math.ceil((7.5 * label.length + 50) / 20)) + button;
+}
+
 describe('examples', function () {
   const files = fs
     .readdirSync(examplesDir)
     .filter((f) => f.endsWith('.json'))
     .sort();
-  const servers = new Map<string, string>();
+  const owners = new Map<string, string>();
 
   it('are there, numbered, one per use', function () {
     assert.ok(files.length >= 3);
@@ -296,26 +309,43 @@ describe('examples', function () {
           assert.equal(typeof node.y, 'number');
         }
       }
-      const provisions = flow.filter((n) => n.type === 'thingsboard-provision');
-      assert.ok(provisions.length >= 1);
-      const { definitions } = loadEditors();
-      const contract = Object.keys(
-        (definitions.get('thingsboard-provision') as NodeDefinition).defaults,
+      const ours = flow.filter(
+        (n) => OUR_TYPES.has(n.type) && n.type !== 'thingsboard-provision-config',
       );
-      for (const node of provisions) {
+      assert.ok(ours.length >= 1, 'the example uses a node of the package');
+      const { definitions } = loadEditors();
+      for (const node of ours) {
+        const contract = Object.keys((definitions.get(node.type) as NodeDefinition).defaults);
         for (const property of contract)
           assert.ok(property in node, `${node.id} lacks ${property}`);
       }
       const configs = flow.filter((n) => n.type === 'thingsboard-provision-config');
       assert.equal(configs.length, 1);
-      const [server] = configs;
-      servers.set(file, JSON.stringify(server));
+      assert.equal(configs[0].host, '127.0.0.1');
+    });
+
+    it(`${file} fits a 1400x900 editor at the default zoom`, function () {
+      const flow = JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8')) as FlowNode[];
+      for (const node of flow.filter((n) => typeof n.x === 'number')) {
+        const x = node.x as number;
+        const y = node.y as number;
+        const half = estimatedWidth(node) / 2;
+        const what = `${node.type} "${String(node.name)}" at ${x},${y}`;
+        assert.ok(x - half >= 0 && x + half <= CANVAS.width, `${what} is off the canvas`);
+        assert.ok(y >= 20 && y <= CANVAS.height, `${what} is off the canvas`);
+      }
     });
   }
 
-  it('share one server configuration, so importing several adds it once', function () {
-    assert.equal(new Set(servers.values()).size, 1);
-    const server = JSON.parse([...servers.values()][0]) as FlowNode;
-    assert.equal(server.host, '127.0.0.1');
+  it('share no node id, the server configuration included, so one imports beside another without a question', function () {
+    for (const file of files) {
+      const flow = JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8')) as FlowNode[];
+      const tab = flow.find((n) => n.z !== undefined)?.z;
+      for (const id of [...flow.map((n) => n.id), tab]) {
+        if (id === undefined) continue;
+        assert.ok(!owners.has(id), `${file} and ${owners.get(id)} share the id ${id}`);
+        owners.set(id, file);
+      }
+    }
   });
 });

@@ -1,23 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import type * as EmulatorModule from '../../src/emulator';
-import { launchBrowser, type EditorBrowser } from './support/browser';
-import { assertJapanese, ShippedCatalog } from './support/catalog';
-import { NodeRedEditor } from './support/editor';
-import {
-  adminJson,
-  createUserDir,
-  outputDir,
-  packPackage,
-  startNodeRed,
-  type NodeRedProcess,
-} from './support/runtime';
+import { assertJapanese, squash, type ShippedCatalog } from './support/catalog';
+import type { NodeRedEditor } from './support/editor';
+import { adminJson, type NodeRedProcess } from './support/runtime';
+import { MODULE, shootFailure, startEditorSession, type EditorSession } from './support/session';
 
-const MODULE = 'node-red-contrib-thingsboard-provision';
 const CONFIG_TYPE = 'thingsboard-provision-config';
 const PROVISION_TYPE = 'thingsboard-provision';
 const CATEGORY = 'thingsboard';
@@ -34,6 +25,9 @@ interface NodeSet {
 }
 
 const deviceFor = (transport: string): string => `e2e-device-${transport}`;
+// What the provision node says when the message names no device (src/protocol/request.ts).
+const NO_DEVICE_NAME =
+  "No device name: set msg.deviceName, or choose a fixed name (type string) in the node's Device name field.";
 
 describe('A first-time user: the packed package in a real Node-RED, driven through the editor', function () {
   const key = `e2e-key-${randomBytes(6).toString('hex')}`;
@@ -41,10 +35,9 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
   const tokens: string[] = [];
   const ids = { inject: '', provision: '', debug: '' };
 
-  let work: string | undefined;
-  let red: NodeRedProcess | undefined;
-  let emulator: EmulatorModule.Emulator | undefined;
-  let browser: EditorBrowser | undefined;
+  let session: EditorSession | undefined;
+  let red: NodeRedProcess;
+  let emulator: EmulatorModule.Emulator;
   let page: Page;
   let editor: NodeRedEditor;
   let packageDir: string;
@@ -53,98 +46,24 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
 
   before(async function () {
     this.timeout(300_000);
-    fs.mkdirSync(outputDir, { recursive: true });
-    for (const old of fs.readdirSync(outputDir).filter((file) => file.startsWith('failed-'))) {
-      fs.rmSync(path.join(outputDir, old));
-    }
-    work = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'tb-e2e-'));
-    const tarball = await packPackage(work);
-    const userDir = await createUserDir(tarball);
-    packageDir = path.join(userDir, 'node_modules', MODULE);
-    en = new ShippedCatalog(packageDir, 'en-US');
-    ja = new ShippedCatalog(packageDir, 'ja');
-    // The emulator as shipped in the tarball, so the test also covers what `npx` users start.
-    const { Emulator } = require(
-      path.join(packageDir, 'nodes', 'emulator'),
-    ) as typeof EmulatorModule;
-    emulator = await Emulator.start({
-      mqttPort: 0,
-      httpPort: 0,
-      coapPort: 0,
-      profiles: [
-        {
-          name: 'e2e-profile',
-          provisionDeviceKey: key,
-          provisionDeviceSecret: secret,
-          strategy: 'allow-create',
-        },
-      ],
+    session = await startEditorSession({
+      name: 'editor',
+      profile: { name: 'e2e-profile', key, secret },
     });
-    red = await startNodeRed(userDir);
-    browser = await launchBrowser();
-    page = browser.context.pages()[0] ?? (await browser.context.newPage());
-    page.setDefaultTimeout(15_000);
-    editor = new NodeRedEditor(page, red.url);
-    await editor.open();
+    ({ red, emulator, page, editor, packageDir, en, ja } = session);
   });
 
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed' && page) {
-      const name = this.currentTest.title.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
-      await page.screenshot({ path: path.join(outputDir, `failed-${name}.png`) }).catch(() => {});
-    }
+    await shootFailure(this.currentTest, page);
   });
 
   after(async function () {
     this.timeout(60_000);
-    await browser?.close();
-    await red?.stop();
-    if (red) {
-      fs.writeFileSync(path.join(outputDir, 'node-red.log'), red.log());
-      if (!process.env.TB_E2E_KEEP)
-        await fs.promises.rm(red.userDir, { recursive: true, force: true });
-    }
-    await emulator?.stop();
-    if (work) await fs.promises.rm(work, { recursive: true, force: true });
+    await session?.stop();
   });
 
   async function shot(name: string): Promise<void> {
-    await page.screenshot({ path: path.join(outputDir, `${name}.png`) });
-  }
-
-  /** A text the user reads in the topmost edit tray, exactly as the catalog has it. */
-  async function seeInTray(text: string): Promise<void> {
-    const tray = page.locator('.red-ui-tray').last();
-    await tray
-      .getByText(text, { exact: true })
-      .first()
-      .waitFor({ timeout: 5_000 })
-      .catch(() => assert.fail(`the dialog does not show "${text}"`));
-  }
-
-  /** Waits for the node's status and returns it; on timeout says what the status was instead. */
-  async function statusOf(id: string, expected: { text: string; shape: string }): Promise<void> {
-    const deadline = Date.now() + 20_000;
-    let seen = { text: '', shape: '' };
-    while (Date.now() < deadline) {
-      seen = {
-        text:
-          (await editor
-            .statusLabel(id)
-            .textContent()
-            .catch(() => '')) ?? '',
-        shape:
-          (await editor
-            .statusShape(id)
-            .getAttribute('class')
-            .catch(() => '')) ?? '',
-      };
-      if (seen.text === expected.text && seen.shape.includes(expected.shape)) return;
-      await page.waitForTimeout(100);
-    }
-    assert.fail(
-      `status "${seen.text}" (${seen.shape}), expected "${expected.text}" (${expected.shape})`,
-    );
+    await session?.shot(name);
   }
 
   async function heightOf(locator: Locator): Promise<number> {
@@ -280,7 +199,7 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     await editor.trayOpened();
 
     for (const field of ['host', 'ports', 'provisionDeviceKey', 'provisionDeviceSecret']) {
-      await seeInTray(en.text(`${CONFIG_TYPE}.label.${field}`));
+      await editor.seeInTray(en.text(`${CONFIG_TYPE}.label.${field}`));
     }
     await useTlsMovesDefaultPorts();
     await labelsOnOneLine();
@@ -317,20 +236,34 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     await editor.wire(ids.provision, ids.debug);
     await editor.deploy();
     await editor.clickInjectButton(ids.inject);
-    await statusOf(ids.provision, { text: 'INVALID_INPUT', shape: 'ring-red' });
+    await editor.waitForStatus(ids.provision, { text: 'INVALID_INPUT', shape: 'ring-red' });
     await editor.sidebarTab('debug');
-    // Node-RED shows an Error collapsed to its first words; the user expands it to read the advice.
-    const error = editor.debugMessages().filter({ hasText: 'INVALID' }).last();
+    // Errors reach the debug sidebar as text, as the core nodes' do, not as an Error with a stack.
+    // Node-RED shows any text over 80 characters on one line, cut, that a click opens whole: the
+    // status and what to do come first, so the cut line already says where the name comes from.
+    const error = editor.debugMessages().filter({ hasText: 'INVALID_INPUT' }).last();
     await error.waitFor();
-    await editor.expandDebugMessage(error);
-    const advice = squash(await error.innerText());
-    if (!/msg\.deviceName/.test(advice)) console.log(await error.evaluate((e) => e.outerHTML));
-    assert.match(advice, /msg\.deviceName/, `the error says where the name comes from: ${advice}`);
+    const payload = error.locator('.red-ui-debug-msg-payload');
+    const expected = en
+      .text(`${PROVISION_TYPE}.errors.failedNoName`)
+      .replace('__status__', 'INVALID_INPUT')
+      .replace('__detail__', NO_DEVICE_NAME);
+    const firstLine = squash(await payload.innerText());
     assert.ok(
-      advice.includes(en.text(`${PROVISION_TYPE}.errors.failedNoName`).split(' (')[0] + ' ('),
-      `no placeholder for the missing name: ${advice}`,
+      firstLine.startsWith(
+        '"Provisioning failed (INVALID_INPUT): No device name: set msg.deviceName',
+      ),
+      `the first line of the error: ${firstLine}`,
     );
-    assert.match(advice, /\(INVALID_INPUT\): No device name: set msg\.deviceName/, advice);
+    assert.equal(firstLine, `"${expected.slice(0, 80)}..."`, 'the text itself, not an Error');
+    const handles = payload.locator('.red-ui-debug-msg-object-handle');
+    assert.equal(await handles.count(), 1, 'one click to read it whole');
+    await handles.click();
+    assert.equal(
+      squash(await payload.locator('pre').innerText()),
+      expected,
+      'the whole advice, where the name comes from included, without a stack',
+    );
     assert.equal(emulator?.requests.length, 0, 'nothing was sent to the server');
   });
 
@@ -339,7 +272,7 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     await page.locator('#node-input-transport').selectOption('mqtt');
     await editor.setTypedInput('node-input-deviceName', 'str', deviceFor('mqtt'));
     for (const field of ['config', 'transport', 'deviceName', 'credentialsType']) {
-      await seeInTray(en.text(`${PROVISION_TYPE}.label.${field}`));
+      await editor.seeInTray(en.text(`${PROVISION_TYPE}.label.${field}`));
     }
     const help = await editor.helpFromTray();
     assert.equal(
@@ -370,7 +303,7 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
       }
       await editor.deploy();
       await editor.clickInjectButton(ids.inject);
-      await statusOf(ids.provision, { text: device, shape: 'dot-green' });
+      await editor.waitForStatus(ids.provision, { text: device, shape: 'dot-green' });
 
       assert.ok(emulator);
       const registered = emulator.device(device);
@@ -401,7 +334,7 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     assert.ok(emulator);
     const before = emulator.requests.length;
     await editor.clickInjectButton(ids.inject);
-    await statusOf(ids.provision, {
+    await editor.waitForStatus(ids.provision, {
       text: en.text(`${PROVISION_TYPE}.status.cached`).replace('__device__', device),
       shape: 'dot-yellow',
     });
@@ -460,7 +393,7 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     for (const field of ['config', 'transport', 'deviceName', 'credentialsType']) {
       const expected = ja.text(`${PROVISION_TYPE}.label.${field}`);
       assertJapanese(expected, `ja label.${field}`);
-      await seeInTray(expected);
+      await editor.seeInTray(expected);
     }
     const server = ja.text(`${PROVISION_TYPE}.credentialsType.server`);
     assertJapanese(server, 'ja credentialsType.server');
@@ -481,7 +414,7 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     for (const field of ['host', 'ports', 'provisionDeviceKey', 'provisionDeviceSecret']) {
       const expected = ja.text(`${CONFIG_TYPE}.label.${field}`);
       assertJapanese(expected, `ja label.${field}`);
-      await seeInTray(expected);
+      await editor.seeInTray(expected);
     }
     await labelsOnOneLine();
     assert.equal(
@@ -499,7 +432,3 @@ describe('A first-time user: the packed package in a real Node-RED, driven throu
     await page.locator('#node-dialog-cancel').click();
   });
 });
-
-function squash(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
-}

@@ -46,12 +46,30 @@ export const packageNodeModules: NodeModule[] = nodes.map((node) => (RED) => {
   (require(node.runtime) as NodeModule)(RED);
 });
 
+// The test helper loads its catch, status and complete modules once per such node of a flow, and
+// Node-RED refuses a type registered twice: each registers once per loaded runtime here.
+const registeringOnce = new Map<NodeModule, NodeModule>();
+const helperModules =
+  (helper as unknown as { _nodeModules?: Record<string, NodeModule> })._nodeModules ?? {};
+for (const [type, module] of Object.entries(helperModules)) {
+  const registeredIn = new WeakSet<object>();
+  const once: NodeModule = (RED) => {
+    if (registeredIn.has(RED)) return;
+    registeredIn.add(RED);
+    module(RED);
+  };
+  helperModules[type] = once;
+  registeringOnce.set(module, once);
+}
+
 /** The core mqtt nodes, for chaining tests. */
 export function coreNodeModule(relative: string): NodeModule {
   const base = runtimeDir
     ? path.join(runtimeDir, '..', '@node-red', 'nodes')
     : path.dirname(require.resolve('@node-red/nodes/package.json'));
-  return require(path.join(base, relative)) as NodeModule;
+  const module = require(path.join(base, relative)) as NodeModule;
+  // The same function as the helper's, so the helper does not load the module a second time.
+  return registeringOnce.get(module) ?? module;
 }
 
 /** Calls of a Node method (status, warn, error, ...) on one node, as the test helper reports them. */

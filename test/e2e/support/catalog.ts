@@ -58,6 +58,11 @@ export function plain(html: string): string {
     .trim();
 }
 
+/** Text with its whitespace collapsed, as compared with what the page shows. */
+export function squash(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
 const JAPANESE = /[\u3040-\u30ff\u4e00-\u9fff]/;
 
 export function assertJapanese(text: string, what: string): void {

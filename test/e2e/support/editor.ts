@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { Locator, Page } from 'playwright-core';
 
 /**
@@ -116,6 +117,16 @@ export class NodeRedEditor {
     return tray;
   }
 
+  /** A text the user reads in the topmost edit tray, exactly as the catalog has it. */
+  async seeInTray(text: string): Promise<void> {
+    const tray = this.page.locator('.red-ui-tray').last();
+    await tray
+      .getByText(text, { exact: true })
+      .first()
+      .waitFor({ timeout: 5_000 })
+      .catch(() => assert.fail(`the dialog does not show "${text}"`));
+  }
+
   /** The Done (or Add, Update, Close) button of the topmost tray; waits for the tray to go. */
   async done(buttonId = 'node-dialog-ok'): Promise<void> {
     const button = this.page.locator(`#${buttonId}`);
@@ -134,6 +145,36 @@ export class NodeRedEditor {
 
   statusShape(id: string): Locator {
     return this.node(id).locator('.red-ui-flow-node-status');
+  }
+
+  /** Waits for a node's status; on timeout, fails saying what the status was instead. */
+  async waitForStatus(
+    id: string,
+    expected: { text: string | RegExp; shape: string },
+  ): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    let seen = { text: '', shape: '' };
+    while (Date.now() < deadline) {
+      seen = {
+        text:
+          (await this.statusLabel(id)
+            .textContent()
+            .catch(() => '')) ?? '',
+        shape:
+          (await this.statusShape(id)
+            .getAttribute('class')
+            .catch(() => '')) ?? '',
+      };
+      const textSeen =
+        typeof expected.text === 'string'
+          ? seen.text === expected.text
+          : expected.text.test(seen.text);
+      if (textSeen && seen.shape.includes(expected.shape)) return;
+      await this.page.waitForTimeout(100);
+    }
+    assert.fail(
+      `status "${seen.text}" (${seen.shape}), expected "${String(expected.text)}" (${expected.shape})`,
+    );
   }
 
   async clickInjectButton(id: string): Promise<void> {
@@ -183,16 +224,6 @@ export class NodeRedEditor {
     return this.page.locator('#red-ui-sidebar-content .red-ui-debug-msg');
   }
 
-  /** Opens every collapsed part of a debug message, long strings included, as a user reading it. */
-  async expandDebugMessage(message: Locator): Promise<void> {
-    const collapsed = message.locator(
-      '.collapsed > .red-ui-debug-msg-row .red-ui-debug-msg-object-handle:visible',
-    );
-    for (let i = 0; i < 20 && (await collapsed.count()) > 0; i++) {
-      await collapsed.first().click();
-    }
-  }
-
   /** The help sidebar's text after the book button of the topmost edit tray was clicked. */
   async helpFromTray(): Promise<Locator> {
     await this.page
@@ -207,15 +238,54 @@ export class NodeRedEditor {
     return help;
   }
 
+  // ---- server dialog --------------------------------------------------------------------------
+
+  /** Adds a ThingsBoard server from the open node dialog's + button, filled in, and closes it. */
+  async addServer(server: {
+    name: string;
+    host: string;
+    ports: { mqtt: number; http: number; coap: number };
+    key: string;
+    secret: string;
+  }): Promise<void> {
+    await this.page.locator('#node-input-btn-config-add').click();
+    await this.page.locator('#node-config-input-host').waitFor();
+    await this.trayOpened();
+    await this.page.locator('#node-config-input-name').fill(server.name);
+    await this.page.locator('#node-config-input-host').fill(server.host);
+    for (const transport of ['mqtt', 'http', 'coap'] as const) {
+      await this.page
+        .locator(`#node-config-input-${transport}Port`)
+        .fill(String(server.ports[transport]));
+    }
+    await this.page.locator('#node-config-input-provisionDeviceKey').fill(server.key);
+    await this.page.locator('#node-config-input-provisionDeviceSecret').fill(server.secret);
+    await this.done('node-config-dialog-ok');
+  }
+
   // ---- typed input ----------------------------------------------------------------------------
 
   /** Picks the type of a typed input (e.g. `str`) from its drop-down and types the value. */
   async setTypedInput(inputId: string, type: string, value: string): Promise<void> {
-    const container = this.page.locator(`#${inputId} + .red-ui-typedInput-container`);
+    await this.setTypedInputOf(`#${inputId}`, type, value);
+  }
+
+  /** The same for the typed input made of the first element a CSS selector finds. */
+  async setTypedInputOf(selector: string, type: string, value: string): Promise<void> {
+    const container = this.page.locator(`${selector} + .red-ui-typedInput-container`).first();
     await container.locator('button.red-ui-typedInput-type-select').click();
     await this.page.locator(`.red-ui-typedInput-options:visible a[value="${type}"]`).click();
     const input = container.locator('input.red-ui-typedInput-input');
     await input.fill(value);
+  }
+
+  /** Replaces the code of the open function node's On Message tab, as pasted into its editor. */
+  async pasteFunctionCode(code: string): Promise<void> {
+    await this.page.locator('#node-input-func-editor .monaco-editor').first().click();
+    await this.page.keyboard.press('ControlOrMeta+A');
+    await this.page.keyboard.press('Delete');
+    // One insertion, like a paste: typed key by key, the code editor would close brackets itself.
+    await this.page.keyboard.insertText(code);
   }
 }
 

@@ -88,6 +88,36 @@ export function adminRequest(
   });
 }
 
+/** Deploys flows through the admin API, as the editor's Deploy button does (a full deploy). */
+export function deployFlows(base: string, flows: unknown[]): Promise<HttpAnswer> {
+  const body = JSON.stringify(flows);
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      new URL('flows', base),
+      {
+        method: 'POST',
+        agent: false,
+        headers: {
+          'Content-Type': 'application/json',
+          'Content-Length': Buffer.byteLength(body),
+          'Node-RED-Deployment-Type': 'full',
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+        );
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.setTimeout(10_000, () => request.destroy(new Error('POST /flows timed out')));
+    request.end(body);
+  });
+}
+
 export async function adminJson<T>(base: string, route: string): Promise<T> {
   const answer = await adminRequest(base, route);
   if (answer.status !== 200) throw new Error(`GET ${route}: HTTP ${answer.status} ${answer.body}`);
