@@ -102,11 +102,16 @@ describe('device nodes through a gateway', function () {
     const { out, inbox } = collectors();
     const others: Message[] = [];
     helper.getNode('others').on('input', (msg: Message) => others.push(msg));
+    const listening = statusesOf('din');
     helper.getNode('prov').receive({ deviceName: 'gw-handed', gateway: true });
     await out.waitFor(1);
     await until('the gateway connected', () => emulator.session('gw-handed') !== undefined);
     send({ deviceName: 'valve-1', payload: { open: false } });
     await out.waitFor(2);
+    // device in counts the gateway's devices as device out announces them, not only on reconnects.
+    await until('device in counting the device', () =>
+      listening.some((s) => s.fill === 'green' && /^gw-handed: 1\b/.test(s.text ?? '')),
+    );
     const reply = emulator.sendRpc('valve-1', 'setOpen', { open: true }, { timeoutMs: 5000 });
     const [request] = await inbox.waitFor(1);
     assert.equal(request.deviceName, 'valve-1');

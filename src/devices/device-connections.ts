@@ -164,7 +164,13 @@ export class DeviceConnections extends EventEmitter<DeviceConnectionEvents> {
    * carried it; a message that is invalid or too large is refused alone, before it joins one.
    */
   sendViaGateway(request: GatewaySend): Promise<void> {
-    return this.unlessClosing(() => this.gateways.send(request));
+    const sent = this.unlessClosing(() => this.gateways.send(request));
+    // A device may have joined the gateway's count: nodes showing that count hear of it.
+    void sent.then(
+      () => this.scheduleSummary(),
+      () => undefined,
+    );
+    return sent;
   }
 
   /** Replies to an RPC request a device behind the gateway received (`{"device","id","data"}`). */
