@@ -19,6 +19,47 @@
       };
     },
 
+    /**
+     * A flow node's labels from its catalog, added to its definition: palette, ports (only those it
+     * has), and the node's own: its name, else its fixed device name, else the default.
+     */
+    withLabels: function (type, definition) {
+      var t = window.ThingsboardProvisionEditor.catalog(type);
+      definition.paletteLabel = function () {
+        return t(type + '.paletteLabel');
+      };
+      if (definition.inputs > 0) {
+        definition.inputLabels = function () {
+          return t(type + '.ports.input');
+        };
+      }
+      definition.outputLabels = function () {
+        return t(type + '.ports.output');
+      };
+      definition.label = function () {
+        if (this.name) {
+          return this.name;
+        }
+        if (this.deviceNameType === 'str' && this.deviceName) {
+          return t(type + '.nodeLabel.device', { device: this.deviceName });
+        }
+        return t(type + '.nodeLabel.default');
+      };
+      definition.labelStyle = function () {
+        return this.name ? 'node_label_italic' : '';
+      };
+      return definition;
+    },
+
+    /** The device name's typed input, with the sources the core nodes offer. */
+    deviceNameInput: function () {
+      $('#node-input-deviceName').typedInput({
+        default: 'msg',
+        typeField: $('#node-input-deviceNameType'),
+        types: ['msg', 'flow', 'global', 'str', 'env', 'jsonata'],
+      });
+    },
+
     /** Adds an option per value to a select, labelled from the catalog. */
     fillSelect: function (select, values, labelOf) {
       values.forEach(function (value) {

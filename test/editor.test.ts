@@ -165,6 +165,17 @@ describe('editor', function () {
     for (const prefix of ['', 'two words']) assert.ok(!valid(config, 'redisPrefix', prefix));
   });
 
+  it('takes a server saved before the Redis fields existed as it is: the runtime uses the defaults', function () {
+    assert.ok(valid(config, 'redisUrl', undefined));
+    assert.ok(valid(config, 'redisPrefix', undefined));
+    // Its dialog opens with the defaults filled in, so saving it keeps a valid server.
+    element('#node-config-input-redisUrl').val('');
+    element('#node-config-input-redisPrefix').val('');
+    config.oneditprepare?.call({ store: 'file' });
+    assert.equal(element('#node-config-input-redisUrl').val(), 'redis://127.0.0.1:6379/0');
+    assert.equal(element('#node-config-input-redisPrefix').val(), 'tb-provision:');
+  });
+
   it('declares the provision node properties of the contract', function () {
     assert.equal(provision.category, 'thingsboard');
     assert.equal(provision.inputs, 1);
