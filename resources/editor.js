@@ -20,35 +20,35 @@
     },
 
     /**
-     * A flow node's labels from its catalog, added to its definition: palette, ports (only those it
-     * has), and the node's own: its name, else its fixed device name, else the default.
+     * A flow node's labels from its catalog: palette, ports, and the node's own (its name, else its
+     * fixed device name, else the default). Each is named in the registerType literal, which must
+     * stay an object literal: the Flow Library reads the definition from the source.
      */
-    withLabels: function (type, definition) {
+    nodeLabels: function (type) {
       var t = window.ThingsboardProvisionEditor.catalog(type);
-      definition.paletteLabel = function () {
-        return t(type + '.paletteLabel');
-      };
-      if (definition.inputs > 0) {
-        definition.inputLabels = function () {
+      return {
+        paletteLabel: function () {
+          return t(type + '.paletteLabel');
+        },
+        inputLabels: function () {
           return t(type + '.ports.input');
-        };
-      }
-      definition.outputLabels = function () {
-        return t(type + '.ports.output');
+        },
+        outputLabels: function () {
+          return t(type + '.ports.output');
+        },
+        label: function () {
+          if (this.name) {
+            return this.name;
+          }
+          if (this.deviceNameType === 'str' && this.deviceName) {
+            return t(type + '.nodeLabel.device', { device: this.deviceName });
+          }
+          return t(type + '.nodeLabel.default');
+        },
+        labelStyle: function () {
+          return this.name ? 'node_label_italic' : '';
+        },
       };
-      definition.label = function () {
-        if (this.name) {
-          return this.name;
-        }
-        if (this.deviceNameType === 'str' && this.deviceName) {
-          return t(type + '.nodeLabel.device', { device: this.deviceName });
-        }
-        return t(type + '.nodeLabel.default');
-      };
-      definition.labelStyle = function () {
-        return this.name ? 'node_label_italic' : '';
-      };
-      return definition;
     },
 
     /** The device name's typed input, with the sources the core nodes offer. */
