@@ -21,6 +21,7 @@ import {
   readLines,
   recordTo,
   waitUntil,
+  injectEachOnce,
 } from './support/node-red-process';
 
 /** New devices per node and run: every run, killed or not, has fresh provisioning to do. */
@@ -59,30 +60,7 @@ function crashFlow(
   runs: number,
 ): unknown[] {
   const chain = (id: string, credentialsType: string) => [
-    {
-      id: `inject-${id}`,
-      z: 'tab',
-      type: 'inject',
-      props: [{ p: 'payload' }],
-      payload: JSON.stringify(names(`crash-${id}`, runs)),
-      payloadType: 'json',
-      repeat: '',
-      once: true,
-      onceDelay: 0.1,
-      wires: [[`split-${id}`]],
-    },
-    {
-      id: `split-${id}`,
-      z: 'tab',
-      type: 'split',
-      splt: '\\n',
-      spltType: 'str',
-      arraySplt: 1,
-      arraySpltType: 'len',
-      stream: false,
-      addname: '',
-      wires: [[`prov-${id}`]],
-    },
+    ...injectEachOnce(id, names(`crash-${id}`, runs), `prov-${id}`),
     {
       id: `prov-${id}`,
       z: 'tab',

@@ -21,6 +21,7 @@ import {
   readLines,
   recordTo,
   waitUntil,
+  injectEachOnce,
 } from './support/node-red-process';
 import { RedisServer } from './support/redis-server';
 import { flowTarget } from './support/reliability';
@@ -191,47 +192,21 @@ function sharedFlow(
   ];
   for (const lane of lanes) {
     const id = lane.transport;
-    flow.push(
-      {
-        id: `inject-${id}`,
-        z: 'tab',
-        type: 'inject',
-        props: [{ p: 'payload' }],
-        payload: JSON.stringify(lane.names),
-        payloadType: 'json',
-        repeat: '',
-        once: true,
-        onceDelay: 0.1,
-        wires: [[`split-${id}`]],
-      },
-      {
-        id: `split-${id}`,
-        z: 'tab',
-        type: 'split',
-        splt: '\\n',
-        spltType: 'str',
-        arraySplt: 1,
-        arraySpltType: 'len',
-        stream: false,
-        addname: '',
-        wires: [[`prov-${id}`]],
-      },
-      {
-        id: `prov-${id}`,
-        z: 'tab',
-        type: 'thingsboard-provision',
-        config: 'cfg',
-        transport: lane.transport,
-        deviceName: 'payload',
-        deviceNameType: 'msg',
-        credentialsType: lane.credentialsType,
-        gateway: false,
-        persist: true,
-        mqttConnect: false,
-        ...node,
-        wires: [['recordEmitted']],
-      },
-    );
+    flow.push(...injectEachOnce(id, lane.names, `prov-${id}`), {
+      id: `prov-${id}`,
+      z: 'tab',
+      type: 'thingsboard-provision',
+      config: 'cfg',
+      transport: lane.transport,
+      deviceName: 'payload',
+      deviceNameType: 'msg',
+      credentialsType: lane.credentialsType,
+      gateway: false,
+      persist: true,
+      mqttConnect: false,
+      ...node,
+      wires: [['recordEmitted']],
+    });
   }
   return flow;
 }

@@ -114,3 +114,37 @@ export async function waitUntil(
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** An inject sending `names` once at start, split so each name reaches `target` as its own message. */
+export function injectEachOnce(
+  id: string,
+  names: readonly string[],
+  target: string,
+): Array<{ id: string; type: string } & Record<string, unknown>> {
+  return [
+    {
+      id: `inject-${id}`,
+      z: 'tab',
+      type: 'inject',
+      props: [{ p: 'payload' }],
+      payload: JSON.stringify(names),
+      payloadType: 'json',
+      repeat: '',
+      once: true,
+      onceDelay: 0.1,
+      wires: [[`split-${id}`]],
+    },
+    {
+      id: `split-${id}`,
+      z: 'tab',
+      type: 'split',
+      splt: '\\n',
+      spltType: 'str',
+      arraySplt: 1,
+      arraySpltType: 'len',
+      stream: false,
+      addname: '',
+      wires: [[target]],
+    },
+  ];
+}
