@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import type { Emulator } from '../src/emulator';
+import { defaultStorePath, deviceKey, openFileStore } from '../src/store';
 import type { TransportName } from '../src/transports/types';
 import { TRANSPORTS, delay } from './support/common';
 import { tcpProxy } from './support/devices';
@@ -18,7 +19,15 @@ import {
   until,
 } from './support/device-flows';
 import type { DeviceFlowOptions } from './support/device-flows';
-import { SECRET, keys, loadFlow, startEmulator, tearDown, tempUserDir } from './support/flows';
+import {
+  PROFILE,
+  SECRET,
+  keys,
+  loadFlow,
+  startEmulator,
+  tearDown,
+  tempUserDir,
+} from './support/flows';
 import type { Message } from './support/flows';
 import { helper, onCall } from './support/node-red';
 import { udpRelay } from './support/udp-relay';
@@ -180,6 +189,50 @@ describe('device out: faults on the way', function () {
           assert.deepEqual(warnings, []);
         }
       });
+    });
+  }
+
+  for (const transport of TRANSPORTS) {
+    it(`over ${transport}: a redeploy while first-use provisioning is at the server keeps its credentials`, async function () {
+      const options: DeviceFlowOptions = { out: { transport } };
+      await loadFlow(deviceFlow(emulator, options), keys(), userDir);
+      const { out, caught } = collectors();
+      emulator.setFaults({ answerDelayMs: 400 });
+      const device = `first-redeploy-${transport}`;
+      send({ deviceName: device, payload: { n: 1 } });
+      await until('the request at the server', () => emulator.requests.length === 1);
+      const changed = deviceFlow(emulator, options).map((node) =>
+        node.id === 'cfg' ? { ...node, name: 'emulator, renamed' } : node,
+      );
+      await helper.setFlows(changed, 'nodes', keys());
+      await until('the message ended', () => out.messages.length + caught.messages.length === 1);
+      // Its message could not be sent by the closing node: a Catch says so.
+      assert.equal(caught.messages.length, 1);
+      assert.equal(
+        (caught.messages[0].thingsboard as Record<string, unknown>).status,
+        'CONNECTION_ERROR',
+      );
+
+      // A request the node gave up on still creates the device.
+      await until('the server created the device', () => emulator.device(device) !== undefined);
+      const created = emulator.device(device);
+      assert.ok(created);
+      const store = openFileStore({ filePath: defaultStorePath(userDir) });
+      try {
+        await store.ready();
+        const entry = await store.get(deviceKey(emulator.host, PROFILE.provisionDeviceKey, device));
+        assert.ok(entry, 'created by the server but its credentials were lost');
+        assert.equal(
+          entry.answer.credentialsValue,
+          created.credentials.credentialsType === 'ACCESS_TOKEN' && created.credentials.token,
+        );
+      } finally {
+        await store.release();
+      }
+      // Sent again to the redeployed flow, it goes out as the kept device: no second request.
+      send({ deviceName: device, payload: { n: 2 } });
+      await out.waitFor(1);
+      assert.equal(emulator.requests.length, 1);
     });
   }
 

@@ -48,6 +48,11 @@ export interface HubOptions {
   onStoreWarning: StoreWarningListener;
   /** Told once, on closing, how many messages were still waiting and were not sent. */
   onUnsent(count: number): void;
+  /**
+   * On closing, how long provisioning requests already at the server may go on, so that their
+   * answers are kept (closeGraceMs); 0 aborts them at once.
+   */
+  closeGraceMs: number;
 }
 
 /** How a device's credentials are found when none are known yet. */
@@ -318,9 +323,12 @@ export class DeviceHub extends EventEmitter<DeviceConnectionEvents> {
     this.shutDown = true;
     this.ownerClosed = undefined;
     void (async () => {
-      const report = await this.connectionsMade?.close().catch(() => undefined);
+      const [report] = await Promise.all([
+        this.connectionsMade?.close().catch(() => undefined),
+        // A device the server is creating now would be orphaned if its answer were dropped.
+        this.provisioner?.close(this.options.closeGraceMs).catch(() => undefined),
+      ]);
       if (report !== undefined && report.unsent > 0) this.options.onUnsent(report.unsent);
-      await this.provisioner?.close().catch(() => undefined);
       await this.releaseTransports?.();
       this.storeLease?.release();
       this.logins.clear();

@@ -15,6 +15,7 @@ import {
 import { TRANSPORTS, TRANSPORT_NAMES } from '../../transports/types';
 import type { TlsOptions, TransportName, TransportTarget } from '../../transports/types';
 import { DeviceHub } from '../shared/device-hub';
+import { closeGraceMs } from '../shared/node-input';
 import type { ProvisionConfigNode, ProvisionKeys } from '../shared/server-config';
 
 const CONFIG_TYPE = 'thingsboard-provision-config';
@@ -190,6 +191,7 @@ export = function registerConfigNode(RED: NodeAPI): void {
               : t('warn.storeError', { error: warning.error }),
           ),
         onUnsent: (count) => node.warn(t('warn.unsent', { count })),
+        closeGraceMs: closeGraceMs(RED),
       },
     );
     // One log line per device when its session is taken over or refused, not one per attempt.
