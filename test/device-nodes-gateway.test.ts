@@ -103,6 +103,12 @@ describe('device nodes through a gateway', function () {
     const others: Message[] = [];
     helper.getNode('others').on('input', (msg: Message) => others.push(msg));
     const listening = statusesOf('din');
+    // Deployed before the gateway has credentials: waiting for them, not failed.
+    await until('device in waiting', () => listening.some((s) => s.fill !== undefined));
+    assert.deepEqual(
+      listening.filter((s) => s.fill !== undefined),
+      [{ fill: 'yellow', shape: 'ring', text: 'gw-handed: waiting for its credentials' }],
+    );
     helper.getNode('prov').receive({ deviceName: 'gw-handed', gateway: true });
     await out.waitFor(1);
     await until('the gateway connected', () => emulator.session('gw-handed') !== undefined);

@@ -28,6 +28,7 @@ const RUNTIME_KEYS: Record<string, string[]> = {
   'thingsboard-device-in.errors.gatewayFailed': ['error', 'gateway'],
   'thingsboard-device-in.status.noConfig': [],
   'thingsboard-device-in.status.noGateway': [],
+  'thingsboard-device-in.status.gatewayWaiting': ['gateway'],
   'thingsboard-provision.errors.reprovisionRefused': [],
   'thingsboard-provision-config.warn.storeDamaged': ['movedTo'],
   'thingsboard-provision-config.warn.storeError': ['error'],

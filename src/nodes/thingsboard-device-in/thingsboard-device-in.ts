@@ -41,6 +41,8 @@ export = function registerDeviceInNode(RED: NodeAPI): void {
     const hub = server.deviceHub;
     const lease: DeviceHubLease | undefined = gateway === undefined ? undefined : hub.lease();
     let failure: string | undefined;
+    /** No credentials for the gateway yet: a device out node through it may provision it. */
+    let waiting = false;
     let closed = false;
 
     const status = new StatusReporter(
@@ -51,12 +53,17 @@ export = function registerDeviceInNode(RED: NodeAPI): void {
       status.setResult(() => {
         if (gateway === undefined) return sessionsStatus(hub.summary(), t);
         if (failure !== undefined) return { fill: 'red', shape: 'ring', text: failure };
-        return gatewayStatus(gateway, hub.gatewayState(gateway), t);
+        const state = hub.gatewayState(gateway);
+        if (waiting && state === undefined) {
+          return { fill: 'yellow', shape: 'ring', text: t('status.gatewayWaiting', { gateway }) };
+        }
+        return gatewayStatus(gateway, state, t);
       });
     const onSession = (change: SessionChange): void => {
       if (change.gateway !== gateway) return;
       // Opened meanwhile, by a device out node that provisioned the gateway, say.
       failure = undefined;
+      waiting = false;
       showStatus();
     };
     /** Its own events: a device session's carry no gateway, a gateway's devices' name theirs. */
@@ -82,7 +89,7 @@ export = function registerDeviceInNode(RED: NodeAPI): void {
               return;
             }
           } else if (hub.gatewayState(gateway) === undefined) {
-            failure = 'NOT_PROVISIONED';
+            waiting = true;
             node.warn(t('errors.gatewayUnknown', { gateway }));
           }
           showStatus();
