@@ -32,6 +32,11 @@ export class ProvisionError extends Error {
   }
 }
 
+/** A ProvisionError for input that cannot succeed as it is; `message` says what to fix. */
+export function invalidProvisionInput(message: string): ProvisionError {
+  return new ProvisionError('INVALID_INPUT', message);
+}
+
 export function isProvisionError(value: unknown): value is ProvisionError {
   return value instanceof ProvisionError;
 }
